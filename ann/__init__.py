@@ -1,0 +1,1 @@
+"""ann: a NumPy neural-network lab."""
