@@ -1,0 +1,1 @@
+"""The harness: Hydra entry points, MLflow tracking, sweeps, reports and plots."""
