@@ -1,0 +1,142 @@
+"""Comparison figures: every arm of a sweep overlaid on one set of axes.
+
+An arm's curve is the mean over its seeds at each epoch, with a band of +-1 std when repeated.
+The x axis is the epoch, the samples seen or the cumulative training seconds (the mean over
+seeds at that epoch). Diverged arms are drawn up to where they stop, clipped to the range of
+the healthy arms and labelled "diverged"; each arm's best epoch is marked with a dot and, when
+the weights were rolled back to it, a dotted line joins the last epoch to the best one.
+No MLflow here: the report hands over plain arrays.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+X_AXES = {"epoch": "epoch", "samples_seen": "samples seen", "wall_seconds": "training seconds"}
+
+
+@dataclass
+class ArmCurves:
+    """One arm's per-epoch series: key -> (steps, mean, std), steps from 1."""
+
+    name: str
+    series: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    diverged: bool = False
+    best_epoch: float | None = None
+    restored: bool = False
+    n_seeds: int = 1
+
+
+def _xy(arm: ArmCurves, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The arm's y series against x (epochs, or x's mean at the same epochs)."""
+    steps, y, std = arm.series[y_key]
+    if x_key == "epoch":
+        return steps.astype(float), y, std
+    if x_key not in arm.series:
+        return np.array([]), np.array([]), np.array([])
+    x_steps, x, _ = arm.series[x_key]
+    lookup = dict(zip(x_steps.tolist(), x.tolist()))
+    keep = np.array([s in lookup for s in steps.tolist()], dtype=bool)
+    xs = np.array([lookup[s] for s in steps[keep].tolist()], dtype=float)
+    return xs, y[keep], std[keep]
+
+
+def _y_limits(arms: list[ArmCurves], y_key: str, log: bool) -> tuple[float, float] | None:
+    """Range of the healthy arms (all arms when every one diverged), finite values only."""
+    pool = [a for a in arms if not a.diverged and y_key in a.series] or \
+        [a for a in arms if y_key in a.series]
+    values = np.concatenate([a.series[y_key][1] for a in pool]) if pool else np.array([])
+    values = values[np.isfinite(values) & (values < 1e30)]
+    if log:
+        values = values[values > 0]
+    if values.size == 0:
+        return None
+    lo, hi = float(values.min()), float(values.max())
+    if log:
+        return lo / 1.5, hi * 3.0
+    pad = 0.05 * (hi - lo or abs(hi) or 1.0)
+    return lo - pad, hi + pad
+
+
+def plot_panel(ax, arms: list[ArmCurves], x_key: str, y_key: str, *, log: bool = False) -> None:
+    """Overlay `y_key` against `x_key` for every arm on one matplotlib axis."""
+    limits = _y_limits(arms, y_key, log)
+    colors = plt.get_cmap("tab10" if len(arms) <= 10 else "tab20").colors
+    for i, arm in enumerate(arms):
+        if y_key not in arm.series:
+            continue
+        x, y, std = _xy(arm, x_key, y_key)
+        if x.size == 0:
+            continue
+        color = colors[i % len(colors)]
+        label = arm.name + (f" (n={arm.n_seeds})" if arm.n_seeds > 1 else "")
+        if arm.diverged:
+            label += " - diverged"
+        y_plot = y.copy()
+        bad = ~np.isfinite(y_plot) | (np.abs(y_plot) > 1e30)
+        if limits is not None:
+            y_plot = np.where(bad, limits[1], np.clip(y_plot, limits[0], limits[1]))
+        ax.plot(x, y_plot, color=color, lw=1.4, ls="--" if arm.diverged else "-", label=label)
+        if arm.n_seeds > 1 and np.any(std > 0):
+            ax.fill_between(x, y - std, y + std, color=color, alpha=0.15, lw=0)
+        if arm.diverged:
+            ax.plot(x[-1], y_plot[-1], marker="X", ms=8, color=color, ls="none")
+            ax.annotate("diverged", (x[-1], y_plot[-1]), textcoords="offset points",
+                        xytext=(4, -10), fontsize=7, color=color)
+        elif arm.best_epoch:
+            steps = arm.series[y_key][0]
+            hit = np.flatnonzero(steps == round(arm.best_epoch))
+            if hit.size and hit[0] < x.size:
+                j = hit[0]
+                ax.plot(x[j], y_plot[j], marker="o", ms=5, color=color, ls="none",
+                        markeredgecolor="black", markeredgewidth=0.6)
+                if arm.restored and j < x.size - 1:
+                    ax.plot([x[-1], x[j]], [y_plot[-1], y_plot[j]], color=color, ls=":", lw=1)
+    if log:
+        ax.set_yscale("log")
+    if limits is not None and all(np.isfinite(limits)) and limits[1] > limits[0]:
+        ax.set_ylim(*limits)
+    ax.set_xlabel(X_AXES[x_key])
+    ax.set_ylabel(y_key)
+    ax.grid(True, alpha=0.3)
+
+
+def _quantity(arms: list[ArmCurves]) -> str:
+    return "val_accuracy" if any("val_accuracy" in a.series for a in arms) else "val_rmse"
+
+
+def plot_comparison(arms: list[ArmCurves], path: Path, *, title: str,
+                    x_keys: tuple[str, ...] = ("epoch", "samples_seen", "wall_seconds")) -> Path:
+    """A grid: rows = x axes, columns = val_loss and val accuracy (or RMSE)."""
+    y_keys = ("val_loss", _quantity(arms))
+    fig, axes = plt.subplots(len(x_keys), 2, figsize=(12, 3.6 * len(x_keys)), squeeze=False)
+    for row, x_key in enumerate(x_keys):
+        for col, y_key in enumerate(y_keys):
+            plot_panel(axes[row, col], arms, x_key, y_key, log=(y_key == "val_loss"))
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+                   frameon=False)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def write_figures(arms: list[ArmCurves], out_dir: Path, *, title: str) -> list[Path]:
+    """comparison.png (all x axes) plus one figure per x axis; returns the paths written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [plot_comparison(arms, out_dir / "comparison.png", title=title)]
+    for x_key, name in (("epoch", "curves_vs_epoch.png"),
+                        ("samples_seen", "curves_vs_samples.png"),
+                        ("wall_seconds", "curves_vs_seconds.png")):
+        paths.append(plot_comparison(arms, out_dir / name, title=f"{title} - against "
+                                     f"{X_AXES[x_key]}", x_keys=(x_key,)))
+    return paths

@@ -1,0 +1,253 @@
+"""Train one configured job and log it as one MLflow run (see docs/architecture.md, Harness).
+
+Everything the run produces is first written to the job's output folder (config, history,
+weights, final metrics), then sent to MLflow; a run never stays RUNNING: it ends FINISHED,
+FAILED (with `traceback.txt`) or KILLED (Ctrl-C).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from ann.data import load_dataset
+from ann.models import build_model
+from ann.training import evaluate, fit, make_rngs
+from experiments import tracking
+from experiments.config import build_training_objects, dataset_options, model_options, validate
+
+TIMING_METRICS = ("epoch_seconds", "wall_seconds", "train_seconds")
+
+
+@dataclass
+class JobOutcome:
+    run_id: str | None
+    status: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    output_dir: Path | None = None
+
+
+def arm_label(overrides: list[str]) -> str:
+    """The job's identity within a comparison: its overrides minus the seed."""
+    keep = [o for o in overrides
+            if not o.split("=", 1)[0].lstrip("+~").startswith(("seed", "hydra", "experiment"))]
+    return ",".join(keep) or "default"
+
+
+def _progress(cfg: DictConfig, total: int):
+    setting = cfg.trainer.progress
+    show = setting is True or (setting == "auto" and sys.stderr.isatty() and not _in_ci())
+    if not show:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="epoch", dynamic_ncols=True, leave=True)
+
+
+def _in_ci() -> bool:
+    import os
+
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def prepare(cfg: DictConfig):
+    """Validate, load the data and build the model and training objects (no MLflow yet)."""
+    validate(cfg)
+    rngs = make_rngs(int(cfg.seed))
+    dtype = np.dtype(cfg.trainer.dtype)
+    data = load_dataset(cfg.dataset.name, rng=rngs["split"], dtype=dtype,
+                        **dataset_options(cfg))
+    model = build_model(cfg.model.kind, data.n_in, OmegaConf.to_container(cfg.model.hidden)
+                        if OmegaConf.is_list(cfg.model.hidden) else cfg.model.hidden,
+                        data.n_out, task=data.task, rng=rngs["init"], dtype=dtype,
+                        **model_options(cfg), **_recurrent_extras(cfg, data))
+    objects = build_training_objects(cfg)
+    return data, model, objects, rngs
+
+
+def _recurrent_extras(cfg: DictConfig, data) -> dict[str, Any]:
+    return {"many_to_many": bool(data.many_to_many)} if cfg.model.kind != "mlp" else {}
+
+
+def run_job(cfg: DictConfig, *, overrides: list[str], parent_run_id: str | None = None,
+            experiment_id: str | None = None, extra_tags: dict[str, str] | None = None,
+            output_dir: Path | None = None, choices: dict[str, str] | None = None,
+            tracking_uri: str | None = None,
+            arm_overrides: list[str] | None = None) -> JobOutcome:
+    """Train `cfg` and log it as one run; config errors raise before any run exists.
+
+    `tracking_uri` defaults to the config's; `arm_overrides` (the swept overrides, in a
+    sweep) name the run and its `ann.arm` tag, `overrides` otherwise.
+    """
+    data, model, objects, rngs = prepare(cfg)
+    uri = tracking_uri or tracking.resolve_tracking_uri(cfg.mlflow.tracking_uri)
+    if experiment_id is None:
+        experiment_id = tracking.ensure_experiment(uri, cfg.mlflow.experiment_name,
+                                                   cfg.mlflow.description)
+    output_dir = Path(output_dir or tempfile.mkdtemp(prefix="ann-job-"))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    commit, dirty = tracking.git_info()
+    arm = arm_label(overrides if arm_overrides is None else arm_overrides)
+    tags = {
+        "ann.role": "child" if parent_run_id else "single",
+        "ann.arm": arm,
+        "ann.overrides": ",".join(overrides),
+        "git_commit": commit,
+        "git_dirty": str(dirty).lower(),
+        "dataset_digest": data.digest(),
+        "ann.output_dir": str(output_dir),
+        **{f"ann.choice.{k}": str(v) for k, v in (choices or {}).items()},
+        **(extra_tags or {}),
+    }
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    params = tracking.flatten(cfg)
+    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    client = tracking.client_for(uri)
+    run = client.create_run(experiment_id, run_name=arm if parent_run_id else None, tags=tags)
+    run_id = run.info.run_id
+    try:
+        _log_params(client, run_id, params)
+        client.log_artifact(run_id, str(output_dir / "config.yaml"))
+        outcome = _train_and_log(cfg, client, run_id, data, model, objects, rngs, output_dir)
+        client.set_terminated(run_id, "FINISHED")
+        outcome.tags.update(tags)
+        return outcome
+    except KeyboardInterrupt:
+        _end_quietly(client, run_id, "KILLED")
+        raise
+    except BaseException as err:
+        (output_dir / "traceback.txt").write_text(traceback.format_exc())
+        try:
+            client.log_artifact(run_id, str(output_dir / "traceback.txt"))
+        except Exception:  # noqa: BLE001 - the store itself may be what failed
+            pass
+        _end_quietly(client, run_id, "FAILED")
+        if isinstance(err, Exception):
+            return JobOutcome(run_id, "FAILED", output_dir=output_dir,
+                              tags={"error": f"{type(err).__name__}: {err}"})
+        raise
+
+
+def _end_quietly(client, run_id: str, status: str) -> None:
+    try:
+        client.set_terminated(run_id, status)
+    except Exception:  # noqa: BLE001
+        print(f"warning: could not mark run {run_id} {status}", file=sys.stderr)
+
+
+def _log_params(client, run_id: str, params: dict[str, str]) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(k, v) for k, v in params.items()]
+    for start in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[start:start + 100], synchronous=True)
+
+
+def _train_and_log(cfg, client, run_id, data, model, objects, rngs, output_dir) -> JobOutcome:
+    bar = _progress(cfg, cfg.trainer.max_epochs)
+    wall = [0.0]
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        wall[0] += metrics["epoch_seconds"]
+        values = {**metrics, "wall_seconds": wall[0]}
+        client.log_batch(run_id, metrics=tracking.metrics_batch(
+            values, epoch, int(time.time() * 1000)), synchronous=True)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(train_loss=f"{metrics['train_loss']:.4f}",
+                            val_loss=f"{metrics['val_loss']:.4f}")
+
+    try:
+        result = fit(model, data, optimizer=objects.optimizer, schedule=objects.schedule,
+                     early_stopping=objects.early_stopping, batch_size=cfg.trainer.batch_size,
+                     max_epochs=cfg.trainer.max_epochs, rng=rngs["shuffle"],
+                     clip_grad_norm=cfg.trainer.clip_grad_norm,
+                     divergence_factor=cfg.trainer.divergence_factor, on_epoch=on_epoch)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    final = _final_metrics(data, model, result, wall[0])
+    tags = {"stop_reason": result.stop_reason, "diverged": str(result.diverged).lower()}
+    client.log_batch(run_id, metrics=tracking.metrics_batch(final, 0, int(time.time() * 1000)),
+                     tags=_tag_list(tags), synchronous=True)
+    _write_local(output_dir, result.history, final, tags, model)
+    from experiments.plots import plot_learning_curves
+
+    title = f"{cfg.model.kind} on {cfg.dataset.name}"
+    plot_learning_curves(result.history, output_dir / "learning_curves.png", title=title,
+                         best_epoch=result.best_epoch, diverged=result.diverged)
+    for name in ("learning_curves.png", "weights.npz", "history.csv"):
+        client.log_artifact(run_id, str(output_dir / name))
+    if cfg.model.kind != "mlp":
+        extra = _log_gradient_flow(client, run_id, model, data, output_dir, title)
+        final.update(extra)
+    return JobOutcome(run_id, "FINISHED", final, tags, output_dir)
+
+
+def _final_metrics(data, model, result, wall_seconds: float) -> dict[str, float]:
+    test = evaluate(model, data.X_test, data.y_test, data.task)
+    final = {f"test_{k}": v for k, v in test.items()}
+    final.update({
+        "best_epoch": result.best_epoch or 0,
+        "best_val_loss": result.best_val_loss,
+        "stopped_epoch": result.stopped_epoch,
+        "initial_train_loss": result.initial_train_loss,
+        "train_seconds": wall_seconds,
+        "n_updates": result.n_updates,
+        "n_params": sum(p.size for p in model.params().values()),
+    })
+    for key, value in (data.baseline or {}).items():
+        final[f"baseline_{key}"] = value
+    return final
+
+
+def _tag_list(tags: dict[str, str]):
+    from mlflow.entities import RunTag
+
+    return [RunTag(k, v) for k, v in tags.items()]
+
+
+def _write_local(output_dir: Path, history, final, tags, model) -> None:
+    keys = list(history)
+    with open(output_dir / "history.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["epoch", *keys])
+        for i in range(len(history[keys[0]])):
+            writer.writerow([i + 1, *(repr(float(history[k][i])) for k in keys)])
+    np.savez(output_dir / "weights.npz", **model.get_weights())
+    (output_dir / "final.json").write_text(json.dumps({"metrics": final, "tags": tags},
+                                                      indent=1, default=float))
+
+
+def _log_gradient_flow(client, run_id, model, data, output_dir, title) -> dict[str, float]:
+    from ann.diagnostics import gradient_flow
+    from experiments.plots import plot_gradient_flow
+
+    n = min(256, len(data.X_val))
+    flow = gradient_flow(model, data.X_val[:n], data.y_val[:n])
+    norms = np.asarray(flow["grad_norms"], dtype=float)
+    with open(output_dir / "gradient_flow.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["step", "grad_norm"])
+        writer.writerows((t + 1, repr(float(v))) for t, v in enumerate(norms))
+    plot_gradient_flow(norms, output_dir / "gradient_flow.png", title=f"gradient flow: {title}")
+    metrics = {"grad_flow_ratio": float(flow["grad_flow_ratio"])}
+    metrics.update({f"gate_mean_{k}": float(v) for k, v in flow.get("gate_means", {}).items()})
+    client.log_batch(run_id, metrics=tracking.metrics_batch(metrics, 0, int(time.time() * 1000)),
+                     synchronous=True)
+    for name in ("gradient_flow.csv", "gradient_flow.png"):
+        client.log_artifact(run_id, str(output_dir / name))
+    return metrics

@@ -1,0 +1,162 @@
+"""Hydra callback: a sweep is one MLflow parent run, each job a child run, with any launcher.
+
+`on_multirun_start` runs once, in the launching process, before any job: it validates the
+config of every job (so a bad value stops the sweep before anything is logged), creates the
+store, the experiment and the parent run, and writes `<sweep dir>/mlflow_sweep.json`, which
+each job reads (in this process, a joblib worker, a SLURM node, a Ray worker alike).
+`on_multirun_end` builds the comparison report on the parent and exits non-zero when a child
+failed. When a job raised (Hydra then skips `on_multirun_end`) or the sweep was interrupted,
+an exit hook still ends the parent run (FAILED or KILLED) so nothing stays RUNNING.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from experiments import tracking
+from experiments.config import ConfigError, validate
+
+SWEEP_FILE = "mlflow_sweep.json"
+
+
+def read_sweep_file(sweep_dir: Path) -> dict[str, Any] | None:
+    path = Path(sweep_dir) / SWEEP_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def enumerate_jobs(config: DictConfig) -> tuple[list[list[str]], list[str]] | None:
+    """The basic sweeper's job list (overrides per job) and the swept keys; None for others."""
+    sweeper = config.hydra.sweeper.get("_target_", "")
+    if not sweeper.endswith("BasicSweeper"):
+        return None
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
+    params += list(config.hydra.overrides.task)
+    overrides = OverridesParser.create().parse_overrides(params)
+    swept = [o.get_key_element() for o in overrides if o.is_sweep_override()]
+    jobs = BasicSweeper.split_arguments(overrides, None)[0]
+    return jobs, swept
+
+
+def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> None:
+    from hydra.core.global_hydra import GlobalHydra
+
+    loader = GlobalHydra.instance().config_loader()
+    for job in jobs:
+        job_cfg = loader.load_sweep_config(config, list(job))
+        with _open_struct(job_cfg):
+            del job_cfg["hydra"]
+        validate(job_cfg)
+
+
+class _open_struct:
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+
+    def __enter__(self) -> None:
+        OmegaConf.set_struct(self.cfg, False)
+
+    def __exit__(self, *exc: object) -> None:
+        OmegaConf.set_struct(self.cfg, True)
+
+
+class MlflowSweepCallback(Callback):
+    """Parent run per sweep; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.parent_run_id: str | None = None
+        self.tracking_uri: str | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            found = enumerate_jobs(config)
+            jobs, swept = found if found else ([], [])
+            if jobs:
+                validate_jobs(config, jobs)
+            task_cfg = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+            if not jobs:
+                validate(task_cfg)
+            uri = tracking.resolve_tracking_uri(config.mlflow.tracking_uri)
+            experiment_id = tracking.ensure_experiment(uri, config.mlflow.experiment_name,
+                                                       config.mlflow.description)
+        except (ConfigError, tracking.StoreError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        client = tracking.client_for(uri)
+        commit, dirty = tracking.git_info()
+        choices = config.hydra.runtime.choices
+        run = client.create_run(experiment_id, run_name=self._run_name(config), tags={
+            "ann.role": "parent",
+            "ann.sweep_dir": str(sweep_dir.resolve()),
+            "ann.swept_keys": ",".join(swept),
+            "ann.n_jobs": str(len(jobs)) if jobs else "unknown",
+            "ann.overrides": ",".join(config.hydra.overrides.task),
+            "ann.launcher": str(choices.get("hydra/launcher", "basic")),
+            "git_commit": commit,
+            "git_dirty": str(dirty).lower(),
+        })
+        self.parent_run_id, self.tracking_uri = run.info.run_id, uri
+        (sweep_dir / SWEEP_FILE).write_text(json.dumps({
+            "tracking_uri": uri, "experiment_id": experiment_id,
+            "parent_run_id": self.parent_run_id, "swept_keys": swept}, indent=1))
+        atexit.register(self._end_if_open)
+        print(f"MLflow: sweep parent run {self.parent_run_id} in experiment "
+              f"'{config.mlflow.experiment_name}' ({len(jobs) or '?'} jobs)", file=sys.stderr)
+
+    @staticmethod
+    def _run_name(config: DictConfig) -> str:
+        preset = config.hydra.runtime.choices.get("experiment")
+        return f"{preset} sweep" if preset and preset != "null" else "sweep"
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.parent_run_id is None:
+            return
+        client = tracking.client_for(self.tracking_uri)
+        failed = self._children_with_status(client, "FAILED")
+        try:
+            from experiments.report import build_report
+
+            out = build_report(self.tracking_uri, self.parent_run_id)
+            print(f"MLflow: comparison report logged to run {self.parent_run_id} ({out})",
+                  file=sys.stderr)
+        except Exception as err:  # noqa: BLE001 - the runs are safe; say what went wrong
+            print(f"warning: the comparison report failed: {type(err).__name__}: {err}",
+                  file=sys.stderr)
+        client.set_terminated(self.parent_run_id, "FAILED" if failed else "FINISHED")
+        self.parent_run_id = None
+        if failed:
+            print(f"error: {len(failed)} job(s) of the sweep failed (runs "
+                  + ", ".join(failed) + "); tracebacks are logged as traceback.txt",
+                  file=sys.stderr)
+            sys.exit(1)
+
+    def _children_with_status(self, client, status: str) -> list[str]:
+        runs = client.search_runs(
+            [client.get_run(self.parent_run_id).info.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}'",
+            max_results=10000)
+        return [r.info.run_id for r in runs if r.info.status == status]
+
+    def _end_if_open(self) -> None:
+        """At interpreter exit: a parent still open means the sweep was cut short."""
+        if self.parent_run_id is None:
+            return
+        try:
+            client = tracking.client_for(self.tracking_uri)
+            killed = isinstance(sys.exc_info()[1], KeyboardInterrupt) or bool(
+                self._children_with_status(client, "KILLED"))
+            for run_id in self._children_with_status(client, "RUNNING"):
+                client.set_terminated(run_id, "KILLED")
+            client.set_terminated(self.parent_run_id, "KILLED" if killed else "FAILED")
+        except Exception:  # noqa: BLE001
+            pass

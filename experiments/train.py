@@ -1,0 +1,70 @@
+"""Train one configured network and log it to MLflow (the Hydra entry point).
+
+    python experiments/train.py                                   # MLP on digits, defaults
+    python experiments/train.py model.activation=tanh optimizer.lr=0.05
+    python experiments/train.py experiment=gd_variants            # a comparison preset
+    python experiments/train.py -m optimizer.lr=0.001,0.01,0.1    # an ad-hoc sweep
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from experiments.config import ConfigError  # noqa: E402
+from experiments.runner import run_job  # noqa: E402
+from experiments.sweep import read_sweep_file  # noqa: E402
+from experiments.tracking import StoreError  # noqa: E402
+
+
+def _blas_threads(hc) -> int | None:
+    """Threads per job so that parallel jobs x BLAS threads never exceed the cores."""
+    n_jobs = hc.launcher.get("n_jobs") if hc.mode == RunMode.MULTIRUN else None
+    if not n_jobs:
+        return None
+    cores = os.cpu_count() or 1
+    n_jobs = cores if n_jobs < 0 else n_jobs
+    return max(1, cores // n_jobs)
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    hc = HydraConfig.get()
+    overrides = list(hc.overrides.task)
+    choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra/")}
+    sweep = read_sweep_file(Path(hc.sweep.dir)) if hc.mode == RunMode.MULTIRUN else None
+    kwargs = {}
+    if sweep:
+        swept = set(sweep["swept_keys"])
+        kwargs = dict(parent_run_id=sweep["parent_run_id"], experiment_id=sweep["experiment_id"],
+                      tracking_uri=sweep["tracking_uri"],
+                      arm_overrides=[o for o in overrides if o.split("=", 1)[0] in swept])
+    threads = _blas_threads(hc)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=threads):
+            outcome = run_job(cfg, overrides=overrides, choices=choices,
+                              output_dir=Path(hc.runtime.output_dir), **kwargs)
+    except (ConfigError, StoreError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    if hc.mode != RunMode.MULTIRUN:
+        print(f"MLflow run {outcome.run_id}: {outcome.status}"
+              + "".join(f" {k}={v:.4g}" for k, v in outcome.metrics.items()
+                        if k.startswith("test_")), file=sys.stderr)
+        if outcome.status != "FINISHED":
+            print(f"error: the run failed: {outcome.tags.get('error', '')}", file=sys.stderr)
+            sys.exit(1)
+    return outcome.metrics.get("best_val_loss")
+
+
+if __name__ == "__main__":
+    main()
