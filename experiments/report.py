@@ -211,8 +211,8 @@ def summarise(arms: dict[str, list[Child]], quantity: str) -> list[dict]:
         row["stopped_epoch"] = _stat(metric("stopped_epoch"))
         row["stop_reason"] = "/".join(sorted({r.tags.get("stop_reason", "") for r in ok} - {""}))
         n_div = sum(r.diverged for r in ok)
-        row["diverged"] = ("true" if ok and n_div == len(ok) else "false" if n_div == 0
-                           else f"{n_div}/{len(ok)}")
+        row["diverged"] = ("-" if not ok else "true" if n_div == len(ok)
+                           else "false" if n_div == 0 else f"{n_div}/{len(ok)}")
         row["train_seconds"] = _stat(
             [r.metrics["train_seconds"] if "train_seconds" in r.metrics
              else (last(r, "wall_seconds") or [math.nan])[0] for r in ok])
