@@ -1,0 +1,245 @@
+"""Datasets: scikit-learn's bundled tables and toy sets, and the sequence tasks, split three ways.
+
+`load_dataset(name, rng=...)` returns a `Dataset` with train / val / test splits (stratified for
+classification), inputs standardised with the training split's statistics only
+(x <- (x - mean_train) / std_train, a zero std divides by 1). Nothing is downloaded.
+
+- Classification labels are int64 class indices (n,); n_out = n_classes (softmax output, binary
+  included).
+- Regression targets are float (n, 1) (sine: (n, n_steps, horizon)). For diabetes the target is
+  standardised with the training split's mean and std as well; `y_mean` and `y_scale` record
+  them (y_original = y * y_scale + y_mean), so an RMSE times `y_scale` is in original units.
+- Sequence tasks (digits_seq, adding, sine) come from `ann.sequences` and are not standardised
+  (digits_seq pixels are already scaled to [0, 1] by the generator).
+- `baseline`: a reference score on the test split from the training split alone: for regression
+  {"test_mse", "test_rmse"} of predicting the training mean (rmse in original units), for
+  classification {"test_accuracy"} of predicting the majority training class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from sklearn import datasets as skd
+from sklearn.model_selection import train_test_split
+
+Array = np.ndarray
+SPLITS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
+
+
+@dataclass
+class Dataset:
+    """Three splits plus what a model builder needs to know (n_in, n_out, task)."""
+
+    name: str
+    X_train: Array
+    y_train: Array
+    X_val: Array
+    y_val: Array
+    X_test: Array
+    y_test: Array
+    task: str  # "classification" | "regression"
+    n_classes: int  # 0 for regression
+    n_in: int
+    n_out: int
+    is_sequence: bool = False
+    many_to_many: bool = False
+    baseline: dict[str, float] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    y_mean: float = 0.0
+    y_scale: float = 1.0
+
+    def digest(self) -> str:
+        """sha256 over every split's name, dtype, shape and bytes (in SPLITS order)."""
+        h = hashlib.sha256()
+        for key in SPLITS:
+            a = np.ascontiguousarray(getattr(self, key))
+            h.update(f"{key}:{a.dtype.str}:{a.shape};".encode())
+            h.update(a.tobytes())
+        return h.hexdigest()
+
+    @property
+    def n_train(self) -> int:
+        return len(self.X_train)
+
+
+def _seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(0, 2**31 - 1))
+
+
+def _int_opt(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name}={value!r} is invalid: must be an integer >= {low}")
+    return int(value)
+
+
+def _real_opt(name: str, value: Any, ok: Callable[[float], bool], allowed: str) -> float:
+    if (isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
+            or not math.isfinite(value) or not ok(value)):
+        raise ValueError(f"{name}={value!r} is invalid: must be {allowed}")
+    return float(value)
+
+
+# Each loader: (rng, options) -> (X, y, task, kind) with kind "tabular" | "sequence" | "many_to_many".
+def _sk_loader(fn: Callable, task: str) -> Callable:
+    def load(rng: np.random.Generator) -> tuple[Array, Array, str, str]:
+        X, y = fn(return_X_y=True)
+        return X, y, task, "tabular"
+    return load
+
+
+def _moons(rng: np.random.Generator, n_samples: int = 1000, noise: float = 0.2):
+    n_samples = _int_opt("n_samples", n_samples, 20)
+    noise = _real_opt("noise", noise, lambda v: v >= 0, "a number >= 0")
+    X, y = skd.make_moons(n_samples=n_samples, noise=noise, random_state=_seed(rng))
+    return X, y, "classification", "tabular"
+
+
+def _circles(rng: np.random.Generator, n_samples: int = 1000, noise: float = 0.1, factor: float = 0.5):
+    n_samples = _int_opt("n_samples", n_samples, 20)
+    noise = _real_opt("noise", noise, lambda v: v >= 0, "a number >= 0")
+    factor = _real_opt("factor", factor, lambda v: 0 < v < 1, "a number in (0, 1)")
+    X, y = skd.make_circles(n_samples=n_samples, noise=noise, factor=factor, random_state=_seed(rng))
+    return X, y, "classification", "tabular"
+
+
+def _digits_seq(rng: np.random.Generator):
+    from ann.sequences import make_digits_seq
+
+    X, y = make_digits_seq()
+    return X, y, "classification", "sequence"
+
+
+def _adding(rng: np.random.Generator, n_samples: int = 10000, seq_len: int = 50):
+    from ann.sequences import make_adding
+
+    n_samples = _int_opt("n_samples", n_samples, 20)
+    seq_len = _int_opt("seq_len", seq_len, 2)
+    X, y = make_adding(n_samples=n_samples, seq_len=seq_len, rng=rng)
+    return X, y, "regression", "sequence"
+
+
+def _sine(rng: np.random.Generator, n_samples: int = 2000, seq_len: int = 40, horizon: int = 1,
+          noise: float = 0.05):
+    from ann.sequences import make_sine
+
+    n_samples = _int_opt("n_samples", n_samples, 20)
+    seq_len = _int_opt("seq_len", seq_len, 2)
+    horizon = _int_opt("horizon", horizon, 1)
+    noise = _real_opt("noise", noise, lambda v: v >= 0, "a number >= 0")
+    X, y = make_sine(n_samples=n_samples, seq_len=seq_len, horizon=horizon, noise=noise, rng=rng)
+    return X, y, "regression", "many_to_many"
+
+
+DATASETS: dict[str, Callable] = {
+    "iris": _sk_loader(skd.load_iris, "classification"),
+    "wine": _sk_loader(skd.load_wine, "classification"),
+    "breast_cancer": _sk_loader(skd.load_breast_cancer, "classification"),
+    "digits": _sk_loader(skd.load_digits, "classification"),
+    "diabetes": _sk_loader(skd.load_diabetes, "regression"),
+    "moons": _moons,
+    "circles": _circles,
+    "digits_seq": _digits_seq,
+    "adding": _adding,
+    "sine": _sine,
+}
+SEQUENCE_DATASETS = frozenset({"digits_seq", "adding", "sine"})
+STANDARDISED_TARGETS = frozenset({"diabetes"})
+
+
+def _split(X: Array, y: Array, classification: bool, val_fraction: float, test_fraction: float,
+           rng: np.random.Generator) -> tuple[Array, ...]:
+    """(X_train, y_train, X_val, y_val, X_test, y_test); stratified on y for classification.
+
+    Split sizes: n_test = round(test_fraction * n), n_val = round(val_fraction * n) (halves up,
+    at least 1 each), the rest is training data.
+    """
+    n = len(X)
+    n_test = max(1, math.floor(test_fraction * n + 0.5))
+    n_val = max(1, math.floor(val_fraction * n + 0.5))
+    if n - n_test - n_val < 1:
+        raise ValueError(f"val_fraction={val_fraction!r}, test_fraction={test_fraction!r} leave no "
+                         f"training samples out of {n}")
+    try:
+        X_rest, X_test, y_rest, y_test = train_test_split(
+            X, y, test_size=n_test, random_state=_seed(rng), stratify=y if classification else None)
+        X_train, X_val, y_train, y_val = train_test_split(
+            X_rest, y_rest, test_size=n_val, random_state=_seed(rng),
+            stratify=y_rest if classification else None)
+    except ValueError as err:  # e.g. a split smaller than the number of classes
+        raise ValueError(f"val_fraction={val_fraction!r}, test_fraction={test_fraction!r} cannot split "
+                         f"{len(X)} samples: {err}") from err
+    return X_train, y_train, X_val, y_val, X_test, y_test
+
+
+def _standardise(train: Array, *others: Array) -> tuple[Array, ...]:
+    """Subtract the training mean and divide by the training std (per feature, 1 where std = 0)."""
+    mean = train.mean(axis=0)
+    std = train.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    return tuple((a - mean) / std for a in (train, *others))
+
+
+def load_dataset(name: str, *, rng: np.random.Generator, val_fraction: float = 0.15,
+                 test_fraction: float = 0.15, dtype: Any = np.float64, **options: Any) -> Dataset:
+    """Load `name`, split it train / val / test and standardise it (see the module docstring).
+
+    options: moons `n_samples, noise`; circles `n_samples, noise, factor`; adding `n_samples,
+    seq_len`; sine `n_samples, seq_len, horizon, noise`; the others take none. All randomness
+    (generation and splits) comes from `rng`. Inputs and regression targets have `dtype`.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}")
+    val_fraction = _real_opt("val_fraction", val_fraction, lambda v: 0 < v < 1, "a number in (0, 1)")
+    test_fraction = _real_opt("test_fraction", test_fraction, lambda v: 0 < v < 1, "a number in (0, 1)")
+    if val_fraction + test_fraction >= 1:
+        raise ValueError(f"val_fraction={val_fraction!r} + test_fraction={test_fraction!r} is invalid: "
+                         "the sum must be < 1")
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError as err:
+        raise ValueError(f"dtype={dtype!r} is invalid: must be float32 or float64") from err
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype={dtype!r} is invalid: must be float32 or float64")
+    loader = DATASETS[name]
+    allowed = [p for p in inspect.signature(loader).parameters if p != "rng"]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for dataset {name!r}; allowed: {allowed or 'none'}")
+    X, y, task, kind = loader(rng, **options)
+    classification = task == "classification"
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y).astype(np.int64) if classification else np.asarray(y, dtype=np.float64)
+    if not classification and y.ndim == 1:
+        y = y[:, None]
+    X_tr, y_tr, X_va, y_va, X_te, y_te = _split(X, y, classification, val_fraction, test_fraction, rng)
+    if kind == "tabular":
+        X_tr, X_va, X_te = _standardise(X_tr, X_va, X_te)
+    y_mean, y_scale = 0.0, 1.0
+    if name in STANDARDISED_TARGETS:
+        y_mean, y_scale = float(y_tr.mean()), float(y_tr.std()) or 1.0
+        y_tr, y_va, y_te = ((a - y_mean) / y_scale for a in (y_tr, y_va, y_te))
+    if classification:
+        n_classes = int(y.max()) + 1
+        counts = np.bincount(y_tr, minlength=n_classes)
+        baseline = {"test_accuracy": float(np.mean(y_te == counts.argmax()))}
+        n_out = n_classes
+    else:
+        n_classes = 0
+        mse = float(np.mean((y_te - y_tr.mean(axis=0)) ** 2))
+        baseline = {"test_mse": mse, "test_rmse": math.sqrt(mse) * y_scale}
+        n_out = int(y.shape[-1])
+    X_tr, X_va, X_te = (np.ascontiguousarray(a, dtype=dtype) for a in (X_tr, X_va, X_te))
+    if not classification:
+        y_tr, y_va, y_te = (np.ascontiguousarray(a, dtype=dtype) for a in (y_tr, y_va, y_te))
+    else:
+        y_tr, y_va, y_te = (np.ascontiguousarray(a) for a in (y_tr, y_va, y_te))
+    return Dataset(name=name, X_train=X_tr, y_train=y_tr, X_val=X_va, y_val=y_va, X_test=X_te, y_test=y_te,
+                   task=task, n_classes=n_classes, n_in=int(X.shape[-1]), n_out=n_out,
+                   is_sequence=kind != "tabular", many_to_many=kind == "many_to_many", baseline=baseline,
+                   options=dict(options), y_mean=y_mean, y_scale=y_scale)
