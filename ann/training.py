@@ -70,8 +70,14 @@ def evaluate(model: Any, X: Array, y: Array, task: str, *, y_scale: float = 1.0,
 
 @dataclass
 class FitResult:
-    """What `fit` returns. Epochs count from 1; best_epoch is None when no epoch had a finite
-    validation loss (e.g. divergence in the first epoch), best_val_loss is then inf."""
+    """What `fit` returns.
+
+    history[key][i] is metric `key` of epoch i + 1 (the keys of the `on_epoch` metrics).
+    best_epoch counts from 1 and is None when no epoch had a finite validation loss (e.g.
+    divergence in the first epoch); best_val_loss is then inf. initial_train_loss is the train
+    loss before any update (the divergence reference); n_updates counts optimizer steps;
+    train_seconds sums epoch_seconds; metrics is the last epoch's metrics dict.
+    """
 
     history: dict[str, list[float]]
     best_epoch: int | None
@@ -83,7 +89,7 @@ class FitResult:
     initial_train_loss: float
     n_updates: int = 0
     train_seconds: float = 0.0
-    metrics: dict[str, float] = field(default_factory=dict)  # the last epoch's metrics
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 def _check_args(batch_size: Any, max_epochs: Any, clip_grad_norm: Any, divergence_factor: Any) -> None:
@@ -180,7 +186,6 @@ def fit(model: Any, data: Any, *, optimizer: Any, schedule: Any = None,
                        "val_loss": val["loss"], f"val_{metric}": val[metric], "lr": lr,
                        "grad_norm": norm_sum / n_steps if n_steps else math.nan,
                        "epoch_seconds": seconds, "wall_seconds": wall, "samples_seen": float(samples_seen)}
-            history.setdefault("epoch", []).append(epoch)
             for key, value in metrics.items():
                 history.setdefault(key, []).append(value)
             if on_epoch is not None:
