@@ -8,11 +8,14 @@ Backward, per step (dh_t = dy_t + dz_{t+1} @ W_h.T, dc carried from step t+1):
     dc_t = dc_{t+1} * f_{t+1} + dh_t * o_t * (1 - tanh(c_t)^2)
     dz_t = [dc_t * c_{t-1}, dc_t * g_t, dh_t * tanh(c_t), dc_t * i_t] * act'(z_t)
 
-Speed: the input projection of every step is one matmul; each step does one h @ W_h and a
-handful of elementwise calls on contiguous time-major buffers reused across calls. The sigmoid is
-computed as 0.5 * (1 + tanh(z / 2)), so a single tanh covers all four gates of a step: the
-f, i, o columns of the weights are pre-scaled by 1/2 and the result mapped by a*s + c.
-dW_h and dW_x are single matmuls over all steps after the loop.
+Speed. Internally every per-step array is feature-major, (features, n_batch), inside
+time-major buffers reused across calls: the gates of a step form a contiguous (4H, n_batch)
+block whose f, i, o, g slices are themselves contiguous, so each elementwise call runs on
+contiguous memory. Per step: one W_h product and about ten elementwise calls forward, one
+product and about twelve calls backward. The input projection (bias included) of all steps is
+one batched product before the loop. The sigmoid is 0.5 * (1 + tanh(z / 2)): the f, i, o rows of
+the weights are pre-scaled by 1/2, so one tanh covers the four gates of a step; backward uses
+act'(z) = scale^2 * (1 - tanh(scale * z)^2), with scale^2 folded into the small weight matrices.
 """
 
 from __future__ import annotations
@@ -52,11 +55,9 @@ class LSTM(RecurrentBase):
             "b": b,
         }
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
-        # a = tanh(z * scale) * scale + shift is sigmoid on f, i, o and tanh on g.
+        # tanh(scale * z) * scale + (1 - scale) is sigmoid(z) on f, i, o and tanh(z) on g.
         self._scale = np.full(4 * H, 0.5, dtype=dt)
         self._scale[3 * H:] = 1.0
-        self._shift = np.full(4 * H, 0.5, dtype=dt)
-        self._shift[3 * H:] = 0.0
 
     @property
     def gate_means(self) -> dict[str, float]:
@@ -64,37 +65,52 @@ class LSTM(RecurrentBase):
         if self._shape is None:
             return {}
         n_steps, n_batch = self._shape
-        a = self._buf["a"].reshape(n_steps * n_batch, 4, self.n_hidden)
-        means = a.mean(axis=(0, 2), dtype=np.float64)
-        return {name: float(m) for name, m in zip(GATES, means)}
+        H = self.n_hidden
+        fio = self._buf["a"].reshape(n_steps, 3, H * n_batch).mean(axis=(0, 2), dtype=np.float64)
+        g = self._buf["t"][:, 3 * H:].mean(dtype=np.float64)
+        return {"f": float(fio[0]), "i": float(fio[1]), "o": float(fio[2]), "g": float(g)}
+
+    def _output_fm(self, hs: Array) -> Array:
+        """Batch-first output from feature-major states hs (n_steps, H, n_batch)."""
+        if self.return_sequences:
+            return np.ascontiguousarray(hs.transpose(2, 0, 1))
+        return np.ascontiguousarray(hs[-1].T)
 
     def forward(self, x: Array) -> Array:
-        xt = self._time_major_input(x)
-        n_steps, n_batch = self._shape
+        x = np.asarray(x)
+        if x.ndim != 3 or x.shape[2] != self.n_in or x.shape[0] < 1 or x.shape[1] < 1:
+            raise ValueError(f"x has shape {x.shape}: expected (n_batch, n_steps, {self.n_in})"
+                             " with n_batch >= 1 and n_steps >= 1")
+        n_batch, n_steps, n_in = x.shape
+        self._shape = (n_steps, n_batch)
         H = self.n_hidden
-        scale, shift = self._scale, self._shift
-        W_x = self._buffer("W_xs", self.params["W_x"].shape)
-        W_h = self._buffer("W_hs", self.params["W_h"].shape)
-        np.multiply(self.params["W_x"], scale, out=W_x)
-        np.multiply(self.params["W_h"], scale, out=W_h)
-        b = self.params["b"] * scale
-        a = self._buffer("a", (n_steps, n_batch, 4 * H))      # gate activations f, i, o, g
-        c = self._buffer("c", (n_steps, n_batch, H))
-        tc = self._buffer("tc", (n_steps, n_batch, H))        # tanh(c_t)
-        hs = self._buffer("h", (n_steps, n_batch, H))
-        tmp4 = self._buffer("tmp4", (n_batch, 4 * H))
-        tmp = self._buffer("tmp", (n_batch, H))
-        np.matmul(xt.reshape(-1, self.n_in), W_x, out=a.reshape(-1, 4 * H))
-        a += b
+        scale = self._scale[:, None]
+        # inputs feature-major with a row of ones for the bias: (n_steps, n_in + 1, n_batch)
+        xa = self._buffer("x", (n_steps, n_in + 1, n_batch))
+        np.copyto(xa[:, :n_in], x.transpose(1, 2, 0))
+        xa[:, n_in] = 1.0
+        W_xb = self._buffer("W_xb", (4 * H, n_in + 1))          # [W_x; b].T * scale
+        np.multiply(self.params["W_x"].T, scale, out=W_xb[:, :n_in])
+        np.multiply(self.params["b"], self._scale, out=W_xb[:, n_in])
+        W_hT = self._buffer("W_hT", (4 * H, H))                  # W_h.T * scale
+        np.multiply(self.params["W_h"].T, scale, out=W_hT)
+        th = self._buffer("t", (n_steps, 4 * H, n_batch))        # tanh(scale * z_t)
+        a = self._buffer("a", (n_steps, 3 * H, n_batch))         # f, i, o
+        c = self._buffer("c", (n_steps, H, n_batch))
+        tc = self._buffer("tc", (n_steps, H, n_batch))           # tanh(c_t)
+        hs = self._buffer("h", (n_steps, H, n_batch))
+        tmp4 = self._buffer("tmp4", (4 * H, n_batch))
+        tmp = self._buffer("tmp", (H, n_batch))
+        np.matmul(W_xb, xa, out=th)
         for t in range(n_steps):
-            at = a[t]
+            tt, at = th[t], a[t]
             if t > 0:
-                np.matmul(hs[t - 1], W_h, out=tmp4)
-                at += tmp4
-            np.tanh(at, out=at)
-            at *= scale
-            at += shift
-            f, i, o, g = at[:, :H], at[:, H:2 * H], at[:, 2 * H:3 * H], at[:, 3 * H:]
+                np.matmul(W_hT, hs[t - 1], out=tmp4)
+                tt += tmp4
+            np.tanh(tt, out=tt)
+            np.multiply(tt[:3 * H], 0.5, out=at)
+            at += 0.5
+            f, i, o, g = at[:H], at[H:2 * H], at[2 * H:], tt[3 * H:]
             if t > 0:
                 np.multiply(f, c[t - 1], out=c[t])
                 np.multiply(i, g, out=tmp)
@@ -103,68 +119,75 @@ class LSTM(RecurrentBase):
                 np.multiply(i, g, out=c[t])
             np.tanh(c[t], out=tc[t])
             np.multiply(o, tc[t], out=hs[t])
-        return self._output(hs)
-
-    def _backward_factors(self) -> tuple[Array, Array]:
-        """Per-step factors, vectorised over time.
-
-        q (n_steps, n_batch, 4, H) = [c_{t-1}, g_t, tanh(c_t), i_t] * act'(z_t) so that
-        dz_t = [dc_t, dc_t, dh_t, dc_t] * q_t;  p (n_steps, n_batch, H) = o_t * (1 - tanh(c_t)^2).
-        """
-        n_steps, n_batch = self._shape
-        H = self.n_hidden
-        a4 = self._buf["a"].reshape(n_steps, n_batch, 4, H)
-        c, tc = self._buf["c"], self._buf["tc"]
-        q = self._buffer("q", (n_steps, n_batch, 4, H))
-        sig, qs = a4[:, :, :3], q[:, :, :3]
-        np.subtract(1.0, sig, out=qs)                          # sigmoid' = a (1 - a)
-        qs *= sig
-        g, qg = a4[:, :, 3], q[:, :, 3]
-        np.multiply(g, g, out=qg)                              # tanh' = 1 - g^2
-        np.subtract(1.0, qg, out=qg)
-        q[0, :, 0] = 0.0                                       # c_{-1} = 0
-        q[1:, :, 0] *= c[:-1]
-        q[:, :, 1] *= g
-        q[:, :, 2] *= tc
-        q[:, :, 3] *= a4[:, :, 1]
-        p = self._buffer("p", (n_steps, n_batch, H))
-        np.multiply(tc, tc, out=p)
-        np.subtract(1.0, p, out=p)
-        p *= a4[:, :, 2]
-        return q, p
+        return self._output_fm(hs)
 
     def backward(self, dy: Array) -> Array:
-        dh = self._init_dh(np.asarray(dy))
+        if self._shape is None:
+            raise RuntimeError("backward called before forward")
         n_steps, n_batch = self._shape
-        H = self.n_hidden
-        q, p = self._backward_factors()
-        a4 = self._buf["a"].reshape(n_steps, n_batch, 4, H)
-        hs, xt = self._buf["h"], self._buf["x"]
-        dz = self._buffer("dz", (n_steps, n_batch, 4 * H))
-        dz4 = dz.reshape(n_steps, n_batch, 4, H)
-        dc = self._buffer("dc", (n_batch, H))
-        tmp = self._buffer("tmp", (n_batch, H))
-        W_hT = self.params["W_h"].T
+        H, n_in = self.n_hidden, self.n_in
+        dy = np.asarray(dy)
+        dh = self._buffer("dh", (n_steps, H, n_batch))
+        if self.return_sequences:
+            if dy.shape != (n_batch, n_steps, H):
+                raise ValueError(f"dy has shape {dy.shape}: expected {(n_batch, n_steps, H)}")
+            np.copyto(dh, dy.transpose(1, 2, 0))
+        else:
+            if dy.shape != (n_batch, H):
+                raise ValueError(f"dy has shape {dy.shape}: expected {(n_batch, H)}")
+            dh[:-1] = 0.0
+            dh[-1] = dy.T
+        th, a, c, tc, hs, xa = (self._buf[k] for k in ("t", "a", "c", "tc", "h", "x"))
+        s2 = self._scale * self._scale
+        W_h2 = self._buffer("W_h2", (H, 4 * H))                  # W_h * scale^2
+        np.multiply(self.params["W_h"], s2, out=W_h2)
+        dz = self._buffer("dz", (n_steps, 4 * H, n_batch))       # dz_t / scale^2
+        dc = self._buffer("dc", (H, n_batch))
+        dc_new = self._buffer("dc_new", (H, n_batch))
+        tmp = self._buffer("tmp", (H, n_batch))
+        deriv = self._buffer("deriv", (4 * H, n_batch))
+        gW_h = self.grads["W_h"]
+        gW_h[...] = 0.0
+        gW_step = self._buffer("gW_step", (H, 4 * H))
         carries = self._carries(n_steps)
         for t in range(n_steps - 1, -1, -1):
-            dht = dh[t]
-            if t + 1 < n_steps and carries[t + 1]:
+            dht, dzt, at, tt = dh[t], dz[t], a[t], th[t]
+            carry = t + 1 < n_steps and carries[t + 1]
+            if carry:
                 if self.return_sequences:
-                    np.matmul(dz[t + 1], W_hT, out=tmp)
+                    np.matmul(W_h2, dz[t + 1], out=tmp)
                     dht += tmp
                 else:
-                    np.matmul(dz[t + 1], W_hT, out=dht)
-                dc *= a4[t + 1, :, 0]
-                np.multiply(dht, p[t], out=tmp)
-                dc += tmp
+                    np.matmul(W_h2, dz[t + 1], out=dht)
+            dz_f, dz_i, dz_o, dz_g = dzt[:H], dzt[H:2 * H], dzt[2 * H:3 * H], dzt[3 * H:]
+            # dc_t = dc_{t+1} f_{t+1} + dh_t o_t (1 - tc_t^2), using dh o (1 - tc^2) = dh o - dh tc h
+            np.multiply(dht, tc[t], out=dz_o)
+            np.multiply(dz_o, hs[t], out=tmp)
+            np.multiply(dht, at[2 * H:], out=dc_new)
+            dc_new -= tmp
+            if carry:
+                dc *= a[t + 1, :H]
+                dc += dc_new
             else:
-                np.multiply(dht, p[t], out=dc)
-            np.multiply(dc[:, None, :], q[t], out=dz4[t])
-            np.multiply(dht, q[t, :, 2], out=dz4[t, :, 2])
+                dc, dc_new = dc_new, dc
+            if t > 0:
+                np.multiply(dc, c[t - 1], out=dz_f)
+            else:
+                dz_f[...] = 0.0
+            np.multiply(dc, tt[3 * H:], out=dz_i)
+            np.multiply(dc, at[H:2 * H], out=dz_g)
+            np.multiply(tt, tt, out=deriv)
+            np.subtract(1.0, deriv, out=deriv)
+            dzt *= deriv
+            if t > 0:                                            # dW_h += h_{t-1} dz_t^T
+                np.matmul(hs[t - 1], dzt.T, out=gW_step)
+                gW_h += gW_step
         self._finish_backward(dh)
-        dz2 = dz.reshape(-1, 4 * H)
-        np.matmul(hs[:-1].reshape(-1, H).T, dz[1:].reshape(-1, 4 * H), out=self.grads["W_h"])
-        np.matmul(xt.reshape(-1, self.n_in).T, dz2, out=self.grads["W_x"])
-        np.sum(dz2, axis=0, out=self.grads["b"])
-        dx = dz2 @ self.params["W_x"].T
-        return np.ascontiguousarray(dx.reshape(n_steps, n_batch, self.n_in).transpose(1, 0, 2))
+        gW_h *= s2
+        # input weights and bias: sum over steps of x_t dz_t^T (the ones row gives db)
+        gW_xb = np.matmul(xa, dz.transpose(0, 2, 1)).sum(axis=0)  # (n_in + 1, 4H)
+        np.multiply(gW_xb[:n_in], s2, out=self.grads["W_x"])
+        np.multiply(gW_xb[n_in], s2, out=self.grads["b"])
+        W_x2 = self.params["W_x"] * s2
+        dx = np.matmul(W_x2, dz)                                 # (n_steps, n_in, n_batch)
+        return np.ascontiguousarray(dx.transpose(2, 0, 1))
