@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import numpy as np  # loaded first so that its BLAS is among the pools pinned_threads limits
 from threadpoolctl import threadpool_info, threadpool_limits
 
 
@@ -71,8 +72,6 @@ def blas_info() -> list[dict[str, Any]]:
 
 def machine_summary() -> str:
     """One paragraph: CPU count, Python, NumPy BLAS and kernel, OPENBLAS_CORETYPE, torch."""
-    import numpy as np
-
     lines = [f"machine: {os.cpu_count()} logical cores, {platform.machine()}, "
              f"Python {platform.python_version()}, NumPy {np.__version__}"]
     coretype = os.environ.get("OPENBLAS_CORETYPE")
