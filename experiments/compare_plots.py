@@ -3,8 +3,9 @@
 An arm's curve is the mean over its seeds at each epoch, with a band of +-1 std when repeated.
 The x axis is the epoch, the samples seen or the cumulative training seconds (the mean over
 seeds at that epoch). Diverged arms are drawn up to where they stop, clipped to the range of
-the healthy arms and labelled "diverged"; each arm's best epoch is marked with a dot and, when
-the weights were rolled back to it, a dotted line joins the last epoch to the best one.
+the healthy arms and labelled "diverged"; an arm's best epoch, when training went on past it,
+is marked with a dot and, when the weights were rolled back to it, a dotted line joins the
+last epoch to the best one.
 No MLflow here: the report hands over plain arrays.
 """
 from __future__ import annotations
@@ -92,7 +93,7 @@ def plot_panel(ax, arms: list[ArmCurves], x_key: str, y_key: str, *, log: bool =
         elif arm.best_epoch:
             steps = arm.series[y_key][0]
             hit = np.flatnonzero(steps == round(arm.best_epoch))
-            if hit.size and hit[0] < x.size:
+            if hit.size and hit[0] < x.size - 1:  # only when training went on past it
                 j = hit[0]
                 ax.plot(x[j], y_plot[j], marker="o", ms=5, color=color, ls="none",
                         markeredgecolor="black", markeredgewidth=0.6)

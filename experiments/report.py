@@ -102,6 +102,11 @@ def _search_all(client, experiment_ids: list[str], filter_string: str, order_by=
             return runs
 
 
+def _unclip(value: float) -> float:
+    """MLflow stores +-inf as +-max float; give the infinity back."""
+    return math.copysign(math.inf, value) if abs(value) >= 1.7e308 else value
+
+
 def read_children(client, parent_run_id: str, experiment_id: str) -> list[Child]:
     """Every child of the parent with its final metrics and per-epoch histories."""
     runs = _search_all(client, [experiment_id],
@@ -111,7 +116,8 @@ def read_children(client, parent_run_id: str, experiment_id: str) -> list[Child]
         data = run.data
         child = Child(run_id=run.info.run_id, arm=data.tags.get("ann.arm", "default"),
                       status=run.info.status, seed=data.params.get("seed", ""),
-                      start_time=run.info.start_time or 0, metrics=dict(data.metrics),
+                      start_time=run.info.start_time or 0,
+                      metrics={k: _unclip(v) for k, v in data.metrics.items()},
                       tags=dict(data.tags), params=dict(data.params))
         for key in CURVE_KEYS:
             if key in data.metrics:
@@ -119,7 +125,8 @@ def read_children(client, parent_run_id: str, experiment_id: str) -> list[Child]
                               key=lambda m: (m.step, m.timestamp))
                 last = {m.step: m.value for m in hist}  # a step logged twice: the last wins
                 steps = np.array(sorted(last), dtype=int)
-                child.history[key] = (steps, np.array([last[s] for s in steps], dtype=float))
+                child.history[key] = (steps, np.array([_unclip(last[s]) for s in steps],
+                                                      dtype=float))
         children.append(child)
     children.sort(key=lambda c: (c.start_time, c.run_id))
     return children
@@ -235,11 +242,13 @@ def _fmt(key: str, value: tuple[float, float | None]) -> str:
     mean, std = value
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "-"
+    if math.isinf(mean):
+        return "inf" if mean > 0 else "-inf"
     fmt = NUMERIC_FMT.get(key, "{:.4g}")
     if key in ("best_epoch", "stopped_epoch") and std is None:
         fmt = "{:.0f}"
     text = fmt.format(mean)
-    return text if std is None else f"{text} ± {fmt.format(std)}"
+    return text if std is None or not math.isfinite(std) else f"{text} ± {fmt.format(std)}"
 
 
 def write_summary(rows: list[dict], out_dir: Path, *, title: str, best: dict | None) -> str:
