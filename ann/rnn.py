@@ -1,9 +1,11 @@
 """Vanilla recurrent layer trained by (truncated) backpropagation through time.
 
 Shared machinery for the recurrent layers also lives here (`RecurrentBase`): argument
-validation, reusable time-major work buffers and the truncation windows. Internally every
-sequence is kept time-major, `(n_steps, n_batch, ...)`, so the slice of one step is contiguous;
-the public interface stays batch-first, `(n_batch, n_steps, n_in)`.
+validation, work buffers reused across calls while shapes stay the same, the truncation windows
+and grad_flow. Internally sequences are time-major, `(n_steps, n_batch, ...)` here (the LSTM
+uses `(n_steps, features, n_batch)`), so the slice of one step is contiguous; the public
+interface stays batch-first, `(n_batch, n_steps, n_in)`. Outputs and dx are always fresh arrays,
+never views of the work buffers.
 """
 
 from __future__ import annotations
