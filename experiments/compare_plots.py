@@ -101,6 +101,8 @@ def plot_panel(ax, arms: list[ArmCurves], x_key: str, y_key: str, *, log: bool =
                     ax.plot([x[-1], x[j]], [y_plot[-1], y_plot[j]], color=color, ls=":", lw=1)
     if log:
         ax.set_yscale("log")
+    if x_key == "wall_seconds":  # runs of one sweep can differ in speed by orders of magnitude
+        ax.set_xscale("log")
     if limits is not None and all(np.isfinite(limits)) and limits[1] > limits[0]:
         ax.set_ylim(*limits)
     ax.set_xlabel(X_AXES[x_key])
