@@ -160,7 +160,7 @@ class LSTM(RecurrentBase):
                 else:
                     np.matmul(W_h2, dz[t + 1], out=dht)
             dz_f, dz_i, dz_o, dz_g = dzt[:H], dzt[H:2 * H], dzt[2 * H:3 * H], dzt[3 * H:]
-            # dc_t = dc_{t+1} f_{t+1} + dh_t o_t (1 - tc_t^2), using dh o (1 - tc^2) = dh o - dh tc h
+            # dc_t = dc_{t+1} f_{t+1} + dh_t o_t (1 - tc_t^2);  dh o (1 - tc^2) = dh o - dh tc h
             np.multiply(dht, tc[t], out=dz_o)
             np.multiply(dz_o, hs[t], out=tmp)
             np.multiply(dht, at[2 * H:], out=dc_new)

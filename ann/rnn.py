@@ -51,7 +51,7 @@ class RecurrentBase:
         return buf
 
     def _time_major_input(self, x: Array) -> Array:
-        """Copy x (n_batch, n_steps, n_in) into the cached time-major buffer (n_steps, n_batch, n_in)."""
+        """Copy x (n_batch, n_steps, n_in) into the time-major buffer (n_steps, n_batch, n_in)."""
         x = np.asarray(x)
         if x.ndim != 3 or x.shape[2] != self.n_in or x.shape[0] < 1 or x.shape[1] < 1:
             raise ValueError(f"x has shape {x.shape}: expected (n_batch, n_steps, {self.n_in})"

@@ -3,8 +3,8 @@
 Work per epoch: n_seq sequences of the adding problem (T=100 steps, 2 inputs) in batches of 32,
 a recurrent layer of 64 units, a linear head on the last state, mean squared error, and one
 plain SGD update per batch (forward + backward + update). Same dtype, same thread count, same
-data for both sides; the figure is the median over several epochs after a warm-up epoch, ann and torch epochs
-timed alternately.
+data for both sides; the figure is the median over several epochs after a warm-up epoch,
+ann and torch epochs timed alternately.
 
     .venv/bin/python benchmarks/bench_lstm.py            # full run
     .venv/bin/python benchmarks/bench_lstm.py --quick    # about half a minute
@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
                     torch_epoch(kind, X, y, dtype) if have_torch else None, repeats)
                 r = ratio(t_ann, t_torch)
                 target = {"lstm": {np.float64: 0.8, np.float32: 1.5}}.get(kind, {}).get(dtype)
-                verdict = "-" if r is None or target is None else ("met" if r <= target else "missed")
+                verdict = ("-" if r is None or target is None
+                           else "met" if r <= target else "missed")
                 rows.append([kind, np.dtype(dtype).name, t_ann, t_torch, r, target, verdict])
                 print(f"  {kind} {np.dtype(dtype).name}: ann {t_ann:.4g}s"
                       + (f", torch {t_torch:.4g}s, ratio {r:.2f}" if r is not None else ""),

@@ -321,12 +321,18 @@ def test_buffers_do_not_alias_outputs_and_follow_shapes():
 def test_float32_layers():
     rng = _rng(10)
     x = rng.standard_normal((2, 5, N_IN))
-    for layer in (RNN(N_IN, H, rng=rng, dtype=np.float32), LSTM(N_IN, H, rng=rng, dtype=np.float32)):
+    for cls in (RNN, LSTM):
+        layer = cls(N_IN, H, rng=rng, dtype=np.float32)
         assert all(v.dtype == np.float32 for v in layer.params.values())
         y = layer.forward(x)
         dx = layer.backward(np.ones_like(y))
         assert y.dtype == dx.dtype == np.float32
         assert all(g.dtype == np.float32 and np.all(np.isfinite(g)) for g in layer.grads.values())
+        ref = cls(N_IN, H, rng=_rng(0))                 # float64 twin with the same weights
+        ref.params = {k: v.astype(np.float64) for k, v in layer.params.items()}
+        ref.grads = {k: np.zeros_like(v) for k, v in ref.params.items()}
+        np.testing.assert_allclose(y, ref.forward(x), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(dx, ref.backward(np.ones(y.shape)), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("kwargs", [
