@@ -59,19 +59,21 @@ def run_cmd(args: list[str], *, cwd: Path, uri: str, timeout: float = 1800) -> f
     return seconds
 
 
-def import_seconds(module: str, repeats: int) -> float:
-    """Median wall time of `python -c "import module"` (a fresh interpreter each time) minus
-    that of `python -c pass`, so only the import itself is counted (module "" = the bare
-    interpreter start-up itself)."""
+def import_seconds(modules: list[str], repeats: int) -> list[list]:
+    """Rows [module, seconds]: the median wall time of `python -c "import module"` (a fresh
+    interpreter each time) minus that of `python -c pass` (the first row), so only the import
+    itself is counted."""
     def once(code: str) -> float:
         t0 = time.perf_counter()
         subprocess.run([PYTHON, "-c", code], check=True, capture_output=True, cwd=ROOT)
         return time.perf_counter() - t0
 
-    if module == "":
-        return statistics.median(once("pass") for _ in range(repeats))
     base = statistics.median(once("pass") for _ in range(repeats))
-    return max(0.0, statistics.median(once(f"import {module}") for _ in range(repeats)) - base)
+    rows = [["(python -c pass itself)", base]]
+    for module in modules:
+        rows.append([module, max(0.0, statistics.median(once(f"import {module}")
+                                                        for _ in range(repeats)) - base)])
+    return rows
 
 
 def runs_of(uri: str) -> list:
@@ -114,8 +116,7 @@ def bench_overhead(epochs: int, repeats: int, labels=("fresh store", "existing s
                          load_average()])
     modules = ("ann", "ann.models, ann.training", "ann.data", "mlflow", "hydra", "matplotlib.pyplot",
                "experiments.runner")
-    imports = [["(python -c pass itself)", import_seconds("", repeats)]]
-    imports += [[m, import_seconds(m, repeats)] for m in modules]
+    imports = import_seconds(list(modules), repeats)
     return rows, imports
 
 
@@ -151,7 +152,7 @@ def bench_sweep(n_runs: int, epochs: int) -> list[list]:
 def run(quick: bool = False, markdown: bool = False, repeats: int | None = None) -> None:
     """Measure and print both tables."""
     epochs = 50
-    n_runs, sweep_epochs = (4, 2) if quick else (16, 10)
+    n_runs, sweep_epochs = (4, 1) if quick else (16, 10)
     labels = ("fresh store",) if quick else ("fresh store", "existing store")
     rows, imports = bench_overhead(epochs, repeats or (1 if quick else 3), labels)
     print_table("Harness overhead: one experiments/train.py run (default MLP on digits, "
