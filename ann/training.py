@@ -21,7 +21,8 @@ from ann.schedules import Constant
 
 Array = np.ndarray
 STOP_REASONS = ("max_epochs", "early_stopping", "diverged")
-EVAL_BATCH = 4096  # rows per forward pass in `evaluate` (bounds memory on long sequences)
+EVAL_BATCH = 4096  # rows per forward pass in `evaluate` for tabular data
+EVAL_STEPS = 65536  # sequences: rows x time steps per forward pass (bounds cached activations)
 
 
 def make_rngs(seed: int) -> dict[str, np.random.Generator]:
@@ -41,14 +42,18 @@ def _loss_object(model: Any) -> Any:
 
 
 def evaluate(model: Any, X: Array, y: Array, task: str, *, y_scale: float = 1.0,
-             batch_size: int = EVAL_BATCH) -> dict[str, float]:
+             batch_size: int | None = None) -> dict[str, float]:
     """Loss and accuracy (classification) or RMSE (regression) of `model` on (X, y).
 
     loss = the model's training loss (mean over samples); accuracy = mean(labels == y) with
     labels from the loss's predict_labels; rmse = y_scale * sqrt(mean((z - y)^2)) over all
     elements (y_scale converts standardised targets back to their original units).
-    Rows go through the model in chunks of `batch_size`; results are row-weighted means.
+    Rows go through the model in chunks of `batch_size` (default: EVAL_BATCH rows, or
+    EVAL_STEPS // n_steps for sequences, so an LSTM's caches stay small); results are
+    row-weighted means.
     """
+    if batch_size is None:
+        batch_size = EVAL_BATCH if X.ndim < 3 else max(16, EVAL_STEPS // X.shape[1])
     if task not in ("classification", "regression"):
         raise ValueError(f"task={task!r} is invalid: must be 'classification' or 'regression'")
     lossf = _loss_object(model)

@@ -204,6 +204,4 @@ def model_options(cfg: DictConfig) -> dict[str, Any]:
     opts = OmegaConf.to_container(cfg.model, resolve=True)
     for key in ("kind", "hidden"):
         opts.pop(key)
-    if cfg.model.kind == "lstm":
-        opts.pop("activation", None)
     return opts

@@ -198,7 +198,7 @@ def _train_and_log(cfg, client, run_id, data, model, objects, rngs, output_dir) 
 
 
 def _final_metrics(data, model, result, wall_seconds: float) -> dict[str, float]:
-    test = evaluate(model, data.X_test, data.y_test, data.task)
+    test = evaluate(model, data.X_test, data.y_test, data.task, y_scale=data.y_scale)
     final = {f"test_{k}": v for k, v in test.items()}
     final.update({
         "best_epoch": result.best_epoch or 0,

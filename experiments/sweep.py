@@ -126,7 +126,8 @@ class MlflowSweepCallback(Callback):
         try:
             from experiments.report import build_report
 
-            out = build_report(self.tracking_uri, self.parent_run_id)
+            out = build_report(self.tracking_uri, self.parent_run_id,
+                               Path(config.hydra.sweep.dir) / "report")
             print(f"MLflow: comparison report logged to run {self.parent_run_id} ({out})",
                   file=sys.stderr)
         except Exception as err:  # noqa: BLE001 - the runs are safe; say what went wrong

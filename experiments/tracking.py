@@ -42,10 +42,16 @@ def artifact_location_for(uri: str) -> str | None:
     return None  # a tracking server decides for itself
 
 
-def client_for(uri: str):
-    from mlflow.tracking import MlflowClient
+_CLIENTS: dict[str, Any] = {}
 
-    return MlflowClient(tracking_uri=uri)
+
+def client_for(uri: str):
+    """One MlflowClient per store and process (building one opens and checks the store)."""
+    if uri not in _CLIENTS:
+        from mlflow.tracking import MlflowClient
+
+        _CLIENTS[uri] = MlflowClient(tracking_uri=uri)
+    return _CLIENTS[uri]
 
 
 def check_reachable(uri: str, timeout: float = 20.0) -> None:
@@ -67,8 +73,8 @@ def check_reachable(uri: str, timeout: float = 20.0) -> None:
 def ensure_experiment(uri: str, name: str, description: str | None = None) -> str:
     """Create (or find) an experiment once; return its id. Call in one process only."""
     check_reachable(uri)
-    client = client_for(uri)
     try:
+        client = client_for(uri)
         exp = client.get_experiment_by_name(name)
         if exp is None:
             tags = {"mlflow.note.content": description} if description else None
