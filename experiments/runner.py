@@ -61,8 +61,7 @@ def _in_ci() -> bool:
 
 
 def prepare(cfg: DictConfig):
-    """Validate, load the data and build the model and training objects (no MLflow yet)."""
-    validate(cfg)
+    """Load the data and build the model and training objects (the config is valid)."""
     rngs = make_rngs(int(cfg.seed))
     dtype = np.dtype(cfg.trainer.dtype)
     data = load_dataset(cfg.dataset.name, rng=rngs["split"], dtype=dtype,
@@ -88,8 +87,10 @@ def run_job(cfg: DictConfig, *, overrides: list[str], parent_run_id: str | None 
 
     `tracking_uri` defaults to the config's; `arm_overrides` (the swept overrides, in a
     sweep) name the run and its `ann.arm` tag, `overrides` otherwise.
+    Everything after validation happens inside the run: a failure to load the data or build
+    the model is a FAILED run with its traceback, like a failure in training.
     """
-    data, model, objects, rngs = prepare(cfg)
+    validate(cfg)
     uri = tracking_uri or tracking.resolve_tracking_uri(cfg.mlflow.tracking_uri)
     if experiment_id is None:
         experiment_id = tracking.ensure_experiment(uri, cfg.mlflow.experiment_name,
@@ -104,7 +105,6 @@ def run_job(cfg: DictConfig, *, overrides: list[str], parent_run_id: str | None 
         "ann.overrides": ",".join(overrides),
         "git_commit": commit,
         "git_dirty": str(dirty).lower(),
-        "dataset_digest": data.digest(),
         "ann.output_dir": str(output_dir),
         **{f"ann.choice.{k}": str(v) for k, v in (choices or {}).items()},
         **(extra_tags or {}),
@@ -120,6 +120,9 @@ def run_job(cfg: DictConfig, *, overrides: list[str], parent_run_id: str | None 
     try:
         _log_params(client, run_id, params)
         client.log_artifact(run_id, str(output_dir / "config.yaml"))
+        data, model, objects, rngs = prepare(cfg)
+        tags["dataset_digest"] = data.digest()
+        client.set_tag(run_id, "dataset_digest", tags["dataset_digest"])
         outcome = _train_and_log(cfg, client, run_id, data, model, objects, rngs, output_dir)
         client.set_terminated(run_id, "FINISHED")
         outcome.tags.update(tags)
