@@ -151,6 +151,7 @@ def validate(cfg: DictConfig) -> None:
         _fail("trainer.dtype", t.dtype, "allowed: " + ", ".join(DTYPES))
     if t.gd not in ("batch", "sgd", "minibatch"):
         _fail("trainer.gd", t.gd, "allowed: batch, sgd, minibatch")
+    _check_positive_int("trainer.blas_threads", t.get("blas_threads"), allow_none=True)
     if t.progress not in ("auto", True, False):
         _fail("trainer.progress", t.progress, "allowed: auto, true, false")
 

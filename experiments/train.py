@@ -24,14 +24,13 @@ from experiments.sweep import read_sweep_file  # noqa: E402
 from experiments.tracking import StoreError  # noqa: E402
 
 
-def _blas_threads(hc) -> int | None:
-    """Threads per job so that parallel jobs x BLAS threads never exceed the cores."""
-    n_jobs = hc.launcher.get("n_jobs") if hc.mode == RunMode.MULTIRUN else None
-    if not n_jobs:
-        return None
+def _blas_threads(hc, requested: int | None) -> int:
+    """BLAS threads for this job: `trainer.blas_threads` (null = all cores), capped so that
+    parallel jobs x threads never exceed the cores (oversubscribed BLAS is many times slower)."""
     cores = os.cpu_count() or 1
-    n_jobs = cores if n_jobs < 0 else n_jobs
-    return max(1, cores // n_jobs)
+    n_jobs = hc.launcher.get("n_jobs") if hc.mode == RunMode.MULTIRUN else None
+    per_job = cores if not n_jobs else max(1, cores // (cores if n_jobs < 0 else n_jobs))
+    return max(1, min(requested or cores, per_job))
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
@@ -46,7 +45,7 @@ def main(cfg: DictConfig) -> float | None:
         kwargs = dict(parent_run_id=sweep["parent_run_id"], experiment_id=sweep["experiment_id"],
                       tracking_uri=sweep["tracking_uri"],
                       arm_overrides=[o for o in overrides if o.split("=", 1)[0] in swept])
-    threads = _blas_threads(hc)
+    threads = _blas_threads(hc, cfg.trainer.get("blas_threads"))
     try:
         from threadpoolctl import threadpool_limits
 
