@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -33,8 +34,21 @@ def _blas_threads(hc, requested: int | None) -> int:
     return max(1, min(requested or cores, per_job))
 
 
+def _terminate_as_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _handle_sigterm() -> None:
+    """`kill` (SIGTERM, also what schedulers send) ends runs as KILLED, like Ctrl-C."""
+    try:
+        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    except ValueError:  # not the main thread of the interpreter: leave it alone
+        pass
+
+
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
+    _handle_sigterm()
     hc = HydraConfig.get()
     overrides = list(hc.overrides.task)
     choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra/")}

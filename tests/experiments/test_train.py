@@ -82,3 +82,34 @@ def test_bad_value_in_a_sweep_stops_before_any_run(tracking_uri, client, tmp_pat
     assert proc.returncode != 0
     assert "optimizer.lr=-1" in proc.stderr
     assert _runs(client) == []
+
+
+def test_sigterm_ends_the_run_killed_not_running(tracking_uri, client, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.experiments.conftest import TRAIN
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "CI": "true"}
+    proc = subprocess.Popen([sys.executable, str(TRAIN), "trainer.max_epochs=1000",
+                             "early_stopping=off", f"hydra.run.dir={tmp_path}/run"],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not _runs(client):
+            time.sleep(0.5)
+        (run,) = _runs(client)
+        while time.time() < deadline and not client.get_metric_history(run.info.run_id,
+                                                                       "val_loss"):
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert client.get_run(run.info.run_id).info.status == "KILLED"
