@@ -143,3 +143,20 @@ def write_figures(arms: list[ArmCurves], out_dir: Path, *, title: str) -> list[P
         paths.append(plot_comparison(arms, out_dir / name, title=f"{title} - against "
                                      f"{X_AXES[x_key]}", x_keys=(x_key,)))
     return paths
+
+
+def plot_gradient_flows(profiles: dict[str, np.ndarray], path: Path, *, title: str) -> Path:
+    """Each recurrent arm's ||dL/dh_t|| against t (log scale): where the error signal dies."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for arm, norms in profiles.items():
+        steps = np.arange(1, len(norms) + 1)
+        ax.semilogy(steps, np.maximum(norms, 1e-300), label=arm)
+    ax.set_xlabel("time step t")
+    ax.set_ylabel("||dL/dh_t||")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -314,8 +314,33 @@ def build_report(tracking_uri: str, parent_run_id: str, out_dir: Path | None = N
     title = f"{experiment.name}: {len(arms)} arms, {len(children)} runs (parent {parent_run_id})"
     write_figures([arm_curves(n, runs) for n, runs in arms.items()], out_dir, title=title)
     md = write_summary(rows, out_dir, title=title, best=best)
+    _gradient_flows(client, arms, out_dir, experiment.name)
     _log_to_parent(client, parent_run_id, out_dir, md, best, quantity)
     return out_dir
+
+
+def _gradient_flows(client, arms: dict[str, list[Child]], out_dir: Path, name: str) -> None:
+    """Overlay the recurrent arms' gradient-flow profiles (first finished run of each arm)."""
+    import csv
+    import tempfile
+
+    from experiments.compare_plots import plot_gradient_flows
+
+    profiles = {}
+    for arm, runs in arms.items():
+        run = next((r for r in runs if r.ok and "grad_flow_ratio" in r.metrics), None)
+        if run is None:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                local = client.download_artifacts(run.run_id, "gradient_flow.csv", tmp)
+            except Exception:  # noqa: BLE001 - a missing profile leaves that arm out
+                continue
+            with open(local) as fh:
+                profiles[arm] = np.array([float(row["grad_norm"]) for row in csv.DictReader(fh)])
+    if profiles:
+        plot_gradient_flows(profiles, out_dir / "gradient_flow.png",
+                            title=f"{name}: gradient reaching each time step")
 
 
 def _log_to_parent(client, parent_run_id: str, out_dir: Path, md: str, best: dict | None,
