@@ -151,6 +151,8 @@ def test_preset_runs_end_to_end(name, tracking_uri, client, tmp_path):
     if any(r["diverged"] == "false" for r in rows):
         assert parent.data.tags["best_arm"] in {r["arm"] for r in rows}
         assert "best_val_loss" in parent.data.metrics
+    arts = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert ("report/gradient_flow.png" in arts) == (name == "rnn_vs_lstm"), arts
 
 
 @pytest.mark.slow
