@@ -24,6 +24,7 @@ from ann.models import build_model
 from ann.training import evaluate, fit, make_rngs
 from experiments import tracking
 from experiments.config import build_training_objects, dataset_options, model_options, validate
+from experiments.resend import Uplink, unsent_message, write_unsent
 
 TIMING_METRICS = ("epoch_seconds", "wall_seconds", "train_seconds")
 
@@ -114,9 +115,12 @@ def run_job(cfg: DictConfig, *, overrides: list[str], parent_run_id: str | None 
     params = tracking.flatten(cfg)
     (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
-    client = tracking.client_for(uri)
-    run = client.create_run(experiment_id, run_name=arm if parent_run_id else None, tags=tags)
-    run_id = run.info.run_id
+    # A store failure from here on does not stop training: the Uplink sends nothing more, the
+    # results stay in output_dir with an unsent.json marker, and resend.py sends them later.
+    client = Uplink(tracking.client_for(uri))
+    run_name = arm if parent_run_id else None
+    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    run_id = run.info.run_id if run is not None else None
     try:
         _log_params(client, run_id, params)
         client.log_artifact(run_id, str(output_dir / "config.yaml"))
@@ -126,7 +130,6 @@ def run_job(cfg: DictConfig, *, overrides: list[str], parent_run_id: str | None 
         outcome = _train_and_log(cfg, client, run_id, data, model, objects, rngs, output_dir)
         client.set_terminated(run_id, "FINISHED")
         outcome.tags.update(tags)
-        return outcome
     except KeyboardInterrupt:
         _end_quietly(client, run_id, "KILLED")
         raise
@@ -137,10 +140,17 @@ def run_job(cfg: DictConfig, *, overrides: list[str], parent_run_id: str | None 
         except Exception:  # noqa: BLE001 - the store itself may be what failed
             pass
         _end_quietly(client, run_id, "FAILED")
-        if isinstance(err, Exception):
-            return JobOutcome(run_id, "FAILED", output_dir=output_dir,
-                              tags={"error": f"{type(err).__name__}: {err}"})
-        raise
+        if not isinstance(err, Exception):
+            raise
+        outcome = JobOutcome(run_id, "FAILED", output_dir=output_dir,
+                             tags={"error": f"{type(err).__name__}: {err}"})
+    if client.error is not None:
+        write_unsent(output_dir, tracking_uri=uri, experiment_id=experiment_id,
+                     experiment_name=cfg.mlflow.experiment_name, run_id=run_id,
+                     run_name=run_name, tags=tags, status=outcome.status,
+                     error=client.error, metrics=outcome.metrics)
+        raise tracking.StoreError(unsent_message(uri, output_dir, client.error))
+    return outcome
 
 
 def _end_quietly(client, run_id: str, status: str) -> None:

@@ -17,6 +17,14 @@ class StoreError(RuntimeError):
     """The tracking store cannot be reached or used; str() is the one line for the user."""
 
 
+# MLflow retries a failed HTTP call 7 times with 2**n s backoff and a 120 s timeout (minutes
+# per call when a server is gone); bounded here, at most ~90 s per call. The user's values win.
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+               "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+for _key, _value in HTTP_LIMITS.items():
+    os.environ.setdefault(_key, _value)
+
+
 def default_tracking_uri() -> str:
     return f"sqlite:///{DEFAULT_STORE / 'mlflow.db'}"
 
