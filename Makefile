@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast ui server bench clean
+.PHONY: setup demo test test-fast ui server ray-check bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,6 +26,15 @@ test-fast: $(STAMP)
 ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
 	  --default-artifact-root $(CURDIR)/mlruns/artifacts --host 127.0.0.1 --port 5000 --workers 1
+
+# A shared tracking server on 127.0.0.1:5001 (make ui keeps 5000 for the local store):
+# SQLite store mlruns/server.db, artifacts served from mlruns/server-artifacts.
+server: $(STAMP)
+	$(BIN)/python experiments/server.py --host 127.0.0.1 --port 5001 --store $(CURDIR)/mlruns
+
+# The Ray launcher in its own venv (.venv/ray; the extra pins cloudpickle<3), one small sweep.
+ray-check:
+	PY=$(PY) bash .ci/ray_check
 
 clean:
 	rm -rf $(VENV) .pytest_cache
