@@ -149,7 +149,11 @@ def run_job(cfg: DictConfig, *, overrides: list[str], parent_run_id: str | None 
                      experiment_name=cfg.mlflow.experiment_name, run_id=run_id,
                      run_name=run_name, tags=tags, status=outcome.status,
                      error=client.error, metrics=outcome.metrics)
-        raise tracking.StoreError(unsent_message(uri, output_dir, client.error))
+        message = unsent_message(uri, output_dir, client.error)
+        if parent_run_id is None:
+            raise tracking.StoreError(message)
+        print(f"error: {message}", file=sys.stderr)  # a sweep's job: the other jobs go on
+        outcome.status = "UNSENT"
     return outcome
 
 
