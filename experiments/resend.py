@@ -193,7 +193,33 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"sent {job} to run {run_id}: " + ", ".join(f"{n} {k}" for k, n in sent.items()),
               file=sys.stderr)
+    if not failed:
+        failed += finish_sweeps(args.output_dirs, args.tracking_uri)
     return 1 if failed else 0
+
+
+def finish_sweeps(paths: list[Path], tracking_uri: str | None) -> int:
+    """A sweep folder whose parent run is still open: report on it and end it once every job
+    has been sent. Returns the number of sweeps that could not be finished."""
+    from experiments.sweep import finish_parent, read_sweep_file
+
+    errors = 0
+    for path in paths:
+        sweep = read_sweep_file(path) if path.is_dir() else None
+        if sweep is None:
+            continue
+        uri = tracking_uri or sweep["tracking_uri"]
+        try:
+            parent = tracking.client_for(uri).get_run(sweep["parent_run_id"])
+            if parent.info.status != "RUNNING":
+                continue
+            finish_parent(uri, sweep["parent_run_id"], path)
+            print(f"finished sweep parent run {sweep['parent_run_id']}", file=sys.stderr)
+        except Exception as err:  # noqa: BLE001 - one line per sweep
+            errors += 1
+            print(f"error: could not finish the sweep in {path}: {one_line(err)}",
+                  file=sys.stderr)
+    return errors
 
 
 if __name__ == "__main__":

@@ -68,6 +68,39 @@ class _open_struct:
         OmegaConf.set_struct(self.cfg, True)
 
 
+def children_with_status(client, parent_run_id: str, status: str) -> list[str]:
+    runs = client.search_runs([client.get_run(parent_run_id).info.experiment_id],
+                              filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+                              max_results=10000)
+    return [r.info.run_id for r in runs if r.info.status == status]
+
+
+def finish_parent(uri: str, parent_run_id: str, sweep_dir: Path) -> tuple[list[str], list[Path]]:
+    """Build the comparison report on the parent and end it; return (failed runs, unsent jobs).
+
+    While a job's results have not reached the store (an unsent.json in its folder) the parent
+    stays RUNNING: `resend.py` sends them and calls this again.
+    """
+    from experiments.resend import find_unsent
+
+    unsent = find_unsent([sweep_dir]) if sweep_dir.exists() else []
+    if unsent:
+        return [], unsent
+    client = tracking.client_for(uri)
+    failed = children_with_status(client, parent_run_id, "FAILED")
+    try:
+        from experiments.report import build_report
+
+        out = build_report(uri, parent_run_id, sweep_dir / "report")
+        print(f"MLflow: comparison report logged to run {parent_run_id} ({out})",
+              file=sys.stderr)
+    except Exception as err:  # noqa: BLE001 - the runs are safe; say what went wrong
+        print(f"warning: the comparison report failed: {type(err).__name__}: {err}",
+              file=sys.stderr)
+    client.set_terminated(parent_run_id, "FAILED" if failed else "FINISHED")
+    return failed, []
+
+
 class MlflowSweepCallback(Callback):
     """Parent run per sweep; see the module docstring."""
 
@@ -121,20 +154,21 @@ class MlflowSweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.parent_run_id is None:
             return
-        client = tracking.client_for(self.tracking_uri)
-        failed = self._children_with_status(client, "FAILED")
+        sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            from experiments.report import build_report
-
-            out = build_report(self.tracking_uri, self.parent_run_id,
-                               Path(config.hydra.sweep.dir) / "report")
-            print(f"MLflow: comparison report logged to run {self.parent_run_id} ({out})",
-                  file=sys.stderr)
-        except Exception as err:  # noqa: BLE001 - the runs are safe; say what went wrong
-            print(f"warning: the comparison report failed: {type(err).__name__}: {err}",
-                  file=sys.stderr)
-        client.set_terminated(self.parent_run_id, "FAILED" if failed else "FINISHED")
+            failed, unsent = finish_parent(self.tracking_uri, self.parent_run_id, sweep_dir)
+        except Exception as err:  # noqa: BLE001 - Hydra would turn it into a mere warning
+            self.parent_run_id = None  # left RUNNING for resend.py to finish
+            line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            print(f"error: the MLflow store {self.tracking_uri} failed at the end of the sweep "
+                  f"({line}); every job's results are in its folder: send them and finish the "
+                  f"sweep with: python experiments/resend.py {sweep_dir}", file=sys.stderr)
+            sys.exit(2)
         self.parent_run_id = None
+        if unsent:
+            print(f"error: {len(unsent)} job(s) could not reach the store; send them and finish "
+                  f"the sweep with: python experiments/resend.py {sweep_dir}", file=sys.stderr)
+            sys.exit(2)
         if failed:
             print(f"error: {len(failed)} job(s) of the sweep failed (runs "
                   + ", ".join(failed) + "); tracebacks are logged as traceback.txt",
@@ -142,11 +176,7 @@ class MlflowSweepCallback(Callback):
             sys.exit(1)
 
     def _children_with_status(self, client, status: str) -> list[str]:
-        runs = client.search_runs(
-            [client.get_run(self.parent_run_id).info.experiment_id],
-            filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}'",
-            max_results=10000)
-        return [r.info.run_id for r in runs if r.info.status == status]
+        return children_with_status(client, self.parent_run_id, status)
 
     def _end_if_open(self) -> None:
         """At interpreter exit: a parent still open means the sweep was cut short."""

@@ -161,3 +161,39 @@ def _wait_for_metrics(client, experiment: str, job, timeout: float = 120) -> str
             return runs[0].info.run_id
         time.sleep(0.2)
     pytest.fail("no metrics arrived on the server")
+
+
+def test_server_lost_mid_sweep_exits_nonzero_and_resend_finishes_the_sweep(server, tmp_path):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": server.url, "CI": "true"}
+    sweep_dir = tmp_path / "multirun"
+    job = subprocess.Popen([sys.executable, str(TRAIN), "-m", *TINY, "trainer.max_epochs=300",
+                            "early_stopping=off", "optimizer.lr=0.001,0.01",
+                            "mlflow.experiment_name=lost_sweep", f"hydra.sweep.dir={sweep_dir}"],
+                           cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        client = server.client()
+        _wait_for_metrics(client, "lost_sweep", job)
+        server.kill()
+        _, stderr = job.communicate(timeout=400)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 2, stderr
+    assert f"experiments/resend.py {sweep_dir}" in stderr.strip().splitlines()[-1], stderr
+    assert len(list(sweep_dir.rglob("unsent.json"))) == 2
+
+    server.start()
+    resend = subprocess.run([sys.executable, str(RESEND), str(sweep_dir)], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert resend.returncode == 0, resend.stderr
+    client = server.client()
+    exp = client.get_experiment_by_name("lost_sweep")
+    runs = client.search_runs([exp.experiment_id])
+    parent = next(r for r in runs if r.data.tags.get("ann.role") == "parent")
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert parent.info.status == "FINISHED"
+    assert len(children) == 2 and {c.info.status for c in children} == {"FINISHED"}
+    for child in children:
+        assert len(client.get_metric_history(child.info.run_id, "val_loss")) == 300
+    assert any(a.path == "report" for a in client.list_artifacts(parent.info.run_id))
