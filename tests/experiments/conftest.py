@@ -50,3 +50,18 @@ def run_train(args: list[str], tracking_uri: str, cwd: Path, timeout: float = 60
                            f"hydra.run.dir={cwd}/outputs/run",
                            f"hydra.sweep.dir={cwd}/multirun"],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _tree(path: Path) -> set[str]:
+    return {str(p.relative_to(path)) for p in path.rglob("*")} if path.exists() else set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def project_store_untouched():
+    """No test may write into the project's own store or report folders."""
+    watched = [ROOT / "mlruns", ROOT / "reports"]
+    before = [_tree(p) for p in watched]
+    yield
+    for path, old in zip(watched, before):
+        new = _tree(path) - old
+        assert not new, f"tests wrote into {path}: {sorted(new)[:5]}"

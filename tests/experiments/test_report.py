@@ -51,9 +51,9 @@ def _child(client, exp_id, parent_id, arm, seed, curve, *, status="FINISHED", di
 
 
 @pytest.fixture
-def sweep(client):
+def sweep(client, tmp_path):
     """A parent with arms: lr=0.1 (3 seeds), lr=0.01 (worse), lr=10 (diverged), lr=1 (FAILED)."""
-    exp_id = client.create_experiment("lr_tuning")
+    exp_id = client.create_experiment("lr_tuning", artifact_location=(tmp_path / "art").as_uri())
     parent = client.create_run(exp_id, tags={"ann.role": "parent"}).info.run_id
     ids = {}
     for seed, shift in enumerate((0.0, 0.02, 0.04)):
@@ -118,7 +118,7 @@ def test_report_groups_arms_and_picks_the_best(client, tracking_uri, sweep, tmp_
 def test_regression_report_uses_rmse(client, tracking_uri, tmp_path):
     from mlflow.entities import Metric
 
-    exp_id = client.create_experiment("rnn_vs_lstm")
+    exp_id = client.create_experiment("rnn_vs_lstm", artifact_location=(tmp_path / "art").as_uri())
     parent = client.create_run(exp_id, tags={"ann.role": "parent"}).info.run_id
     for arm, rmse in (("model=rnn", 0.4), ("model=lstm", 0.1)):
         rid = client.create_run(exp_id, tags={"mlflow.parentRunId": parent,

@@ -131,7 +131,8 @@ def test_split_overrides_keeps_lists_whole():
 
 
 def test_bad_input_exits_2_with_one_line(client, tracking_uri, tmp_path, capsys):
-    bare = client.create_run(client.create_experiment("bare")).info.run_id  # no config.yaml
+    bare = client.create_run(client.create_experiment(
+        "bare", artifact_location=(tmp_path / "art").as_uri())).info.run_id  # no config.yaml
     cases = [([bare, "--tracking-uri", tracking_uri], "no readable config.yaml"),
              (["0123456789abcdef0123456789abcdef", "--tracking-uri", tracking_uri],
               "no run with id"),
