@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 
+from ann._memory import scratch
+
 Array = np.ndarray
 
 
@@ -80,9 +82,19 @@ class Tanh(_Elementwise):
 
 
 class ReLU(_Elementwise):
-    """y = max(x, 0);  dy/dx = 1 if x > 0 else 0."""
+    """y = max(x, 0);  dy/dx = 1 if x > 0 else 0.
+
+    With ``reuse_buffers`` True (``Sequential`` sets it on its layers) forward writes y and
+    backward writes dx into arrays the layer owns, reused by its next call of the same shape
+    (the caller must not keep them across calls); False (standalone default): fresh arrays.
+    """
 
     name = "relu"
+    reuse_buffers = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._bufs: tuple[dict, dict, dict] = ({}, {}, {})  # y, mask, dx
 
     def apply(self, x: Array) -> Array:
         return np.maximum(x, 0.0)
@@ -90,8 +102,20 @@ class ReLU(_Elementwise):
     def derivative(self, x: Array, y: Array) -> Array:
         return (x > 0).astype(x.dtype)
 
+    def forward(self, x: Array) -> Array:
+        if self.reuse_buffers and x.dtype.kind == "f":
+            y = np.maximum(x, 0.0, out=scratch(self._bufs[0], x.shape, x.dtype))
+        else:
+            y = np.maximum(x, 0.0)
+        self._x, self._y = x, y
+        return y
+
     def backward(self, dy: Array) -> Array:
-        return dy * (self._x > 0)
+        y = self._y  # y > 0 exactly where x > 0
+        if self.reuse_buffers and dy.dtype == y.dtype:
+            mask = np.greater(y, 0.0, out=scratch(self._bufs[1], y.shape, y.dtype))
+            return np.multiply(dy, mask, out=scratch(self._bufs[2], dy.shape, dy.dtype))
+        return dy * (y > 0)
 
 
 def _check_alpha(cls: str, alpha: float, positive: bool) -> float:

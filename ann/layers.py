@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ann._memory import scratch
 from ann.initializers import get_initializer
 
 Array = np.ndarray
@@ -16,7 +17,13 @@ class Dense:
     time step to (n_batch, n_steps, n_in)); params W (n_in, n_out), b (n_out,).
     Backward: dW = x^T dy, db = sum over rows of dy, dx = dy W^T, with x and dy flattened to 2-D.
     ``grads`` arrays are written in place, so references to them stay valid across steps.
+    With ``reuse_buffers`` True (``Sequential`` sets it on its layers) forward writes y and
+    backward writes dx into arrays the layer owns and reuses on its next call of the same shape:
+    no allocation per step, but the caller must not keep them across calls. False (the default
+    for a standalone layer): fresh arrays every call.
     """
+
+    reuse_buffers = False
 
     def __init__(
         self,
@@ -34,16 +41,20 @@ class Dense:
         self.n_in, self.n_out, self.init = int(n_in), int(n_out), init
         self.params = {"W": W, "b": np.zeros(n_out, dtype=W.dtype)}
         self.grads = {"W": np.zeros_like(W), "b": np.zeros(n_out, dtype=W.dtype)}
+        self._y_bufs: dict = {}
+        self._dx_bufs: dict = {}
 
     def forward(self, x: Array) -> Array:
         self._x = x
-        if x.ndim == 2:
-            y = x @ self.params["W"]
-            y += self.params["b"]
-            return y
-        y = x.reshape(-1, self.n_in) @ self.params["W"]
+        W = self.params["W"]
+        x2 = x if x.ndim == 2 else x.reshape(-1, self.n_in)
+        if self.reuse_buffers:
+            y = scratch(self._y_bufs, (x2.shape[0], self.n_out), np.result_type(x2.dtype, W.dtype))
+            np.matmul(x2, W, out=y)
+        else:
+            y = x2 @ W
         y += self.params["b"]
-        return y.reshape(*x.shape[:-1], self.n_out)
+        return y if x.ndim == 2 else y.reshape(*x.shape[:-1], self.n_out)
 
     def backward(self, dy: Array, need_dx: bool = True) -> Array | None:
         """Write dW, db into ``grads``; return dx (or None when ``need_dx`` is False)."""
@@ -60,7 +71,12 @@ class Dense:
             np.sum(dy, axis=0, out=g["b"])
         if not need_dx:
             return None
-        dx = dy @ self.params["W"].T
+        W = self.params["W"]
+        if self.reuse_buffers:
+            dx = np.matmul(dy, W.T, out=scratch(self._dx_bufs, (dy.shape[0], self.n_in),
+                                                 np.result_type(dy.dtype, W.dtype)))
+        else:
+            dx = dy @ W.T
         return dx if self._x.ndim == 2 else dx.reshape(self._x.shape)
 
     def __repr__(self) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ann._memory import scratch
+
 Array = np.ndarray
 
 
@@ -23,6 +25,9 @@ class SoftmaxCrossEntropy:
 
     task = "classification"
 
+    def __init__(self) -> None:
+        self._bufs: dict = {}  # exp(z - max), reused across calls (never returned)
+
     def forward(self, z: Array, y: Array) -> float:
         n_classes = z.shape[-1]
         z2 = z.reshape(-1, n_classes)
@@ -30,19 +35,35 @@ class SoftmaxCrossEntropy:
         if y.shape != z.shape[:-1]:
             raise ValueError(f"SoftmaxCrossEntropy: labels of shape {y.shape} do not match logits {z.shape}")
         y = y.reshape(-1)
-        rows = np.arange(z2.shape[0])
-        s = z2 - z2.max(axis=1, keepdims=True)
-        e = np.exp(s)
-        total = e.sum(axis=1, keepdims=True)
-        loss = np.log(total).sum() - s[rows, y].sum()
-        e /= total
-        self._p, self._y, self._rows, self._shape = e, y, rows, z.shape
-        return float(loss) / z2.shape[0]
+        n = z2.shape[0]
+        e = scratch(self._bufs, z2.shape, z2.dtype if z2.dtype.kind == "f" else np.float64)
+        if n >= 256 and n_classes <= 16:  # max over a short axis: a loop over columns is faster
+            m = np.maximum(z2[:, 0], z2[:, 1 % n_classes])
+            for j in range(2, n_classes):
+                np.maximum(m, z2[:, j], out=m)
+            np.subtract(z2, m[:, None], out=e)
+        else:
+            np.subtract(z2, z2.max(axis=1, keepdims=True), out=e)
+        flat = np.arange(0, n * n_classes, n_classes)
+        flat += y
+        picked = np.take(e.reshape(-1), flat).sum()  # z[n, y_n] - max_n
+        np.exp(e, out=e)
+        total = e.sum(axis=1) if n_classes > 64 else np.dot(e, np.ones(n_classes, e.dtype))
+        loss = np.log(total).sum() - picked
+        self._e, self._total, self._flat, self._shape = e, total, flat, z.shape
+        return float(loss) / n
+
+    @property
+    def _p(self) -> Array:
+        """softmax(z) of the last forward (a fresh array)."""
+        return self._e / self._total[:, None]
 
     def backward(self) -> Array:
-        dz = self._p.copy()
-        dz[self._rows, self._y] -= 1.0
-        dz *= 1.0 / dz.shape[0]
+        e, n = self._e, self._e.shape[0]
+        scale = np.reciprocal(self._total)
+        scale *= 1.0 / n
+        dz = np.multiply(e, scale[:, None])
+        dz.reshape(-1)[self._flat] -= 1.0 / n
         return dz.reshape(self._shape)
 
     def predict(self, z: Array) -> Array:

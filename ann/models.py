@@ -20,22 +20,35 @@ class Sequential:
 
     z = layer_k(... layer_1(layer_0(x)));  loss(x, y) = loss_fn.forward(z, y).
     Parameters are exposed as one flat dict keyed "{layer index}.{param key}" (e.g. "0.W").
+    Layers that can (Dense, ReLU) get ``reuse_buffers = True``: their outputs and input
+    gradients live in buffers reused by the next call, which only the next layer reads;
+    ``forward`` and ``predict`` return fresh arrays.
     """
 
     def __init__(self, layers: Sequence, loss) -> None:
         self.layers = list(layers)
         self.loss_fn = loss
         self.task = getattr(loss, "task", None)
+        for layer in self.layers:
+            if hasattr(type(layer), "reuse_buffers"):
+                layer.reuse_buffers = True
 
-    def forward(self, x: Array) -> Array:
-        """Raw outputs z of the last layer (each layer caches what its backward needs)."""
+    def _forward(self, x: Array) -> Array:
+        """z, possibly a buffer of the last layer that its next call overwrites."""
         for layer in self.layers:
             x = layer.forward(x)
         return x
 
+    def forward(self, x: Array) -> Array:
+        """Raw outputs z of the last layer (each layer caches what its backward needs)."""
+        z = self._forward(x)
+        if self.layers and getattr(self.layers[-1], "reuse_buffers", False):
+            z = z.copy()
+        return z
+
     def loss(self, x: Array, y: Array) -> float:
         """Forward pass plus the mean loss; caches everything ``backward`` needs."""
-        return self.loss_fn.forward(self.forward(x), y)
+        return self.loss_fn.forward(self._forward(x), y)
 
     def backward(self) -> None:
         """Back-propagate the cached loss through every layer, overwriting every layer's grads."""
@@ -55,7 +68,7 @@ class Sequential:
 
     def predict_labels(self, x: Array) -> Array:
         """Predicted class labels (classification losses only)."""
-        return self.loss_fn.predict_labels(self.forward(x))
+        return self.loss_fn.predict_labels(self._forward(x))
 
     def params(self) -> dict[str, Array]:
         """The live parameter arrays, keyed "{i}.{key}"; optimizers update them in place."""

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ann._memory import keep_freed_memory
 from ann.early_stopping import EarlyStopping
 from ann.optimizers import clip_by_global_norm, global_norm
 from ann.schedules import Constant
@@ -134,8 +135,11 @@ def fit(model: Any, data: Any, *, optimizer: Any, schedule: Any = None,
     At the end, with early_stopping.restore_best and a best epoch, the model gets the best
     epoch's weights back whatever ended training. early_stopping=None tracks the best epoch only.
     Training starts from fresh state: optimizer, schedule and early stopping are reset first.
+    Calls ann._memory.keep_freed_memory() (glibc keeps freed blocks for reuse instead of
+    returning them to the OS; a no-op elsewhere), which spares the step's large arrays page faults.
     """
     _check_args(batch_size, max_epochs, clip_grad_norm, divergence_factor)
+    keep_freed_memory()
     schedule = Constant() if schedule is None else schedule
     stopper = EarlyStopping(patience=None, restore_best=False) if early_stopping is None else early_stopping
     optimizer.reset()
