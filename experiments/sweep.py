@@ -123,6 +123,11 @@ class MlflowSweepCallback(Callback):
         except (ConfigError, tracking.StoreError) as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
+        except Exception as err:  # noqa: BLE001 - Hydra would only warn and sweep on
+            from experiments.train import describe
+
+            print(f"error: invalid config: {describe(err)}", file=sys.stderr)
+            sys.exit(2)
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         client = tracking.client_for(uri)

@@ -34,6 +34,55 @@ def _blas_threads(hc, requested: int | None) -> int:
     return max(1, min(requested or cores, per_job))
 
 
+def one_line(message: str) -> str:
+    """Hydra's multi-line composition errors as one line (hints and internals dropped)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if "Config search path:" in lines:
+        lines = lines[:lines.index("Config search path:")]
+    skip = ("To append", "full_key:", "object_type=", "Set the environment", "reference_type=")
+    keep = [line for line in lines if not line.startswith(skip)]
+    if any(line.startswith("Available options") for line in keep):
+        at = next(i for i, line in enumerate(keep) if line.startswith("Available options"))
+        keep = keep[:at] + [keep[at].rstrip(":").lower() + ": " + ", ".join(keep[at + 1:])]
+    return " ".join(line if line.endswith((".", ":")) else line + ";" for line in keep
+                    ).rstrip(";")
+
+
+def describe(ex: BaseException) -> str:
+    """One line for a Hydra composition error, with its cause (e.g. 'not in struct')."""
+    cause = f"\n{ex.__cause__}" if ex.__cause__ is not None else ""
+    return one_line(str(ex) + cause)
+
+
+def _compact_config_errors() -> None:
+    """Bad overrides (unknown key, unknown group option, bad syntax) end in one line, exit 2.
+
+    Hydra prints these over several lines; everything else keeps Hydra's own report.
+    HYDRA_FULL_ERROR=1 still shows the full stack.
+    """
+    from hydra._internal import utils as hydra_utils
+    from hydra.errors import (ConfigCompositionException, MissingConfigException,
+                              OverrideParseException)
+
+    original = hydra_utils.run_and_report
+    config_errors = (ConfigCompositionException, MissingConfigException, OverrideParseException)
+
+    def run_and_report(func):
+        try:
+            return func()
+        except config_errors as ex:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            print(f"error: invalid config: {describe(ex)}", file=sys.stderr)
+            sys.exit(2)
+        except Exception as ex:  # noqa: BLE001 - Hydra's report for everything else
+            def reraise():
+                raise ex
+            return original(reraise)
+
+    hydra_utils.run_and_report = run_and_report
+
+
 def _terminate_as_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -80,4 +129,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    _compact_config_errors()
     main()

@@ -113,3 +113,20 @@ def test_sigterm_ends_the_run_killed_not_running(tracking_uri, client, tmp_path)
             proc.kill()
     assert proc.returncode != 0
     assert client.get_run(run.info.run_id).info.status == "KILLED"
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["optimizer.lrr=1"], "optimizer.lrr"),
+    (["-m", "optimizer.lrr=1,2"], "optimizer.lrr"),
+    (["model=transformer"], "available options in 'model': lstm, mlp, rnn"),
+    (["experiment=no_such_preset"], "no_such_preset"),
+    (["-m", "model=mlp,transformer"], "model/transformer"),
+])
+def test_bad_override_is_one_line_and_nothing_logged(tracking_uri, client, tmp_path, args,
+                                                     needle):
+    proc = run_train(args, tracking_uri, tmp_path)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: invalid config:"), proc.stderr
+    assert needle in lines[0]
+    assert _runs(client) == []
