@@ -45,9 +45,11 @@ def arm_label(overrides: list[str]) -> str:
     return ",".join(keep) or "default"
 
 
-def _progress(cfg: DictConfig, total: int):
+def _progress(cfg: DictConfig, total: int, in_sweep: bool):
+    """A bar in a terminal; `auto` keeps sweeps (parallel jobs share it) and CI quiet."""
     setting = cfg.trainer.progress
-    show = setting is True or (setting == "auto" and sys.stderr.isatty() and not _in_ci())
+    show = setting is True or (setting == "auto" and sys.stderr.isatty() and not _in_ci()
+                               and not in_sweep)
     if not show:
         return None
     from tqdm import tqdm
@@ -127,7 +129,8 @@ def run_job(cfg: DictConfig, *, overrides: list[str], parent_run_id: str | None 
         data, model, objects, rngs = prepare(cfg)
         tags["dataset_digest"] = data.digest()
         client.set_tag(run_id, "dataset_digest", tags["dataset_digest"])
-        outcome = _train_and_log(cfg, client, run_id, data, model, objects, rngs, output_dir)
+        outcome = _train_and_log(cfg, client, run_id, data, model, objects, rngs, output_dir,
+                                 in_sweep=parent_run_id is not None)
         client.set_terminated(run_id, "FINISHED")
         outcome.tags.update(tags)
     except KeyboardInterrupt:
@@ -172,8 +175,9 @@ def _log_params(client, run_id: str, params: dict[str, str]) -> None:
         client.log_batch(run_id, params=items[start:start + 100], synchronous=True)
 
 
-def _train_and_log(cfg, client, run_id, data, model, objects, rngs, output_dir) -> JobOutcome:
-    bar = _progress(cfg, cfg.trainer.max_epochs)
+def _train_and_log(cfg, client, run_id, data, model, objects, rngs, output_dir, *,
+                   in_sweep: bool) -> JobOutcome:
+    bar = _progress(cfg, cfg.trainer.max_epochs, in_sweep)
     wall = [0.0]
     sender = _EpochSender(client, run_id)
 
