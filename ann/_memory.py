@@ -47,6 +47,17 @@ def scratch(store: dict, shape: tuple, dtype) -> Array:
     return buf
 
 
+def ones(store: dict, n: int, dtype) -> Array:
+    """A vector of n ones in ``dtype``, cached in ``store`` (for sums as products: 1^T A)."""
+    key = (n, dtype)
+    vec = store.get(key)
+    if vec is None:
+        if len(store) >= MAX_BUFFERS:
+            store.clear()
+        vec = store[key] = np.ones(n, dtype=dtype)
+    return vec
+
+
 def keep_freed_memory() -> bool:
     """Keep freed memory in the process heap instead of returning it to the OS (glibc only).
 

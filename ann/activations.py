@@ -87,10 +87,13 @@ class ReLU(_Elementwise):
     With ``reuse_buffers`` True (``Sequential`` sets it on its layers) forward writes y and
     backward writes dx into arrays the layer owns, reused by its next call of the same shape
     (the caller must not keep them across calls); False (standalone default): fresh arrays.
+    With ``inplace`` True as well, forward overwrites x and backward overwrites dy: Sequential
+    sets it between two Dense layers, whose forward output and backward dx buffers these are.
     """
 
     name = "relu"
     reuse_buffers = False
+    inplace = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -104,7 +107,7 @@ class ReLU(_Elementwise):
 
     def forward(self, x: Array) -> Array:
         if self.reuse_buffers and x.dtype.kind == "f":
-            y = np.maximum(x, 0.0, out=scratch(self._bufs[0], x.shape, x.dtype))
+            y = np.maximum(x, 0.0, out=x if self.inplace else scratch(self._bufs[0], x.shape, x.dtype))
         else:
             y = np.maximum(x, 0.0)
         self._x, self._y = x, y
@@ -114,7 +117,7 @@ class ReLU(_Elementwise):
         y = self._y  # y > 0 exactly where x > 0
         if self.reuse_buffers and dy.dtype == y.dtype:
             mask = np.greater(y, 0.0, out=scratch(self._bufs[1], y.shape, y.dtype))
-            return np.multiply(dy, mask, out=scratch(self._bufs[2], dy.shape, dy.dtype))
+            return np.multiply(dy, mask, out=dy if self.inplace else scratch(self._bufs[2], dy.shape, dy.dtype))
         return dy * (y > 0)
 
 

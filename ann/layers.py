@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ann._memory import scratch
+from ann._memory import ones, scratch
 from ann.initializers import get_initializer
 
 Array = np.ndarray
@@ -43,6 +43,7 @@ class Dense:
         self.grads = {"W": np.zeros_like(W), "b": np.zeros(n_out, dtype=W.dtype)}
         self._y_bufs: dict = {}
         self._dx_bufs: dict = {}
+        self._ones: dict = {}
 
     def forward(self, x: Array) -> Array:
         self._x = x
@@ -68,7 +69,10 @@ class Dense:
             g["b"][...] = dy[0]
         else:
             np.matmul(x.T, dy, out=g["W"])
-            np.sum(dy, axis=0, out=g["b"])
+            if dy.dtype == g["b"].dtype and dy.flags.c_contiguous:  # db = 1^T dy, one BLAS call
+                np.dot(ones(self._ones, dy.shape[0], dy.dtype), dy, out=g["b"])
+            else:
+                np.sum(dy, axis=0, out=g["b"])
         if not need_dx:
             return None
         W = self.params["W"]

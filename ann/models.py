@@ -21,7 +21,8 @@ class Sequential:
     z = layer_k(... layer_1(layer_0(x)));  loss(x, y) = loss_fn.forward(z, y).
     Parameters are exposed as one flat dict keyed "{layer index}.{param key}" (e.g. "0.W").
     Layers that can (Dense, ReLU) get ``reuse_buffers = True``: their outputs and input
-    gradients live in buffers reused by the next call, which only the next layer reads;
+    gradients live in buffers reused by the next call, which only the next layer reads; a ReLU
+    between two Dense layers also gets ``inplace = True`` (it works in their buffers);
     ``forward`` and ``predict`` return fresh arrays.
     """
 
@@ -29,9 +30,12 @@ class Sequential:
         self.layers = list(layers)
         self.loss_fn = loss
         self.task = getattr(loss, "task", None)
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             if hasattr(type(layer), "reuse_buffers"):
                 layer.reuse_buffers = True
+            if hasattr(type(layer), "inplace") and 0 < i < len(self.layers) - 1:
+                # its input is the Dense output buffer below, its dy the Dense dx buffer above
+                layer.inplace = isinstance(self.layers[i - 1], Dense) and isinstance(self.layers[i + 1], Dense)
 
     def _forward(self, x: Array) -> Array:
         """z, possibly a buffer of the last layer that its next call overwrites."""
