@@ -116,7 +116,7 @@ class ReLU(_Elementwise):
     def backward(self, dy: Array) -> Array:
         y = self._y  # y > 0 exactly where x > 0
         if self.reuse_buffers and dy.dtype == y.dtype:
-            mask = np.greater(y, 0.0, out=scratch(self._bufs[1], y.shape, y.dtype))
+            mask = np.greater(y, 0.0, out=scratch(self._bufs[1], y.shape, np.bool_))  # 1/8 the bytes
             return np.multiply(dy, mask, out=dy if self.inplace else scratch(self._bufs[2], dy.shape, dy.dtype))
         return dy * (y > 0)
 
