@@ -6,7 +6,8 @@ on free, so every new array is page-faulted in again on first touch (see benchma
 Two remedies live here:
 
 - ``scratch(store, shape, dtype)``: an array owned by a layer and reused by its next call with
-  the same shape and dtype (the layer writes into it with ``out=``). Whoever receives such an
+  the same shape and dtype (the layer writes into it with ``out=``); layers use it only for
+  arrays of at least MIN_ELEMENTS elements (small ones come from NumPy's cache). Whoever receives such an
   array must not keep it across the owner's next call; ``Sequential`` turns buffers on only for
   its own layers and copies what it returns to the user.
 - ``keep_freed_memory()``: raises glibc's mmap and trim thresholds once per process, so freed
@@ -23,6 +24,7 @@ import numpy as np
 
 Array = np.ndarray
 
+MIN_ELEMENTS = 1 << 14  # below this (128 KB of float64) fresh arrays are cheaper than a lookup
 MAX_BUFFERS = 4  # distinct (shape, dtype) kept per store: train, last partial batch, eval splits
 
 _M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from ann._memory import scratch
+from ann._memory import MIN_ELEMENTS, scratch
 
 Array = np.ndarray
 
@@ -106,7 +106,7 @@ class ReLU(_Elementwise):
         return (x > 0).astype(x.dtype)
 
     def forward(self, x: Array) -> Array:
-        if self.reuse_buffers and x.dtype.kind == "f":
+        if self.reuse_buffers and x.size >= MIN_ELEMENTS and x.dtype.kind == "f":
             y = np.maximum(x, 0.0, out=x if self.inplace else scratch(self._bufs[0], x.shape, x.dtype))
         else:
             y = np.maximum(x, 0.0)
@@ -115,7 +115,7 @@ class ReLU(_Elementwise):
 
     def backward(self, dy: Array) -> Array:
         y = self._y  # y > 0 exactly where x > 0
-        if self.reuse_buffers and dy.dtype == y.dtype:
+        if self.reuse_buffers and dy.size >= MIN_ELEMENTS and dy.dtype == y.dtype:
             mask = np.greater(y, 0.0, out=scratch(self._bufs[1], y.shape, np.bool_))  # 1/8 the bytes
             return np.multiply(dy, mask, out=dy if self.inplace else scratch(self._bufs[2], dy.shape, dy.dtype))
         return dy * (y > 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ann._memory import ones, scratch
+from ann._memory import MIN_ELEMENTS, ones, scratch
 from ann.initializers import get_initializer
 
 Array = np.ndarray
@@ -49,9 +49,9 @@ class Dense:
         self._x = x
         W = self.params["W"]
         x2 = x if x.ndim == 2 else x.reshape(-1, self.n_in)
-        if self.reuse_buffers:
-            y = scratch(self._y_bufs, (x2.shape[0], self.n_out), np.result_type(x2.dtype, W.dtype))
-            np.matmul(x2, W, out=y)
+        rows = x2.shape[0]
+        if self.reuse_buffers and rows * self.n_out >= MIN_ELEMENTS and x2.dtype == W.dtype:
+            y = np.matmul(x2, W, out=scratch(self._y_bufs, (rows, self.n_out), W.dtype))
         else:
             y = x2 @ W
         y += self.params["b"]
@@ -69,16 +69,16 @@ class Dense:
             g["b"][...] = dy[0]
         else:
             np.matmul(x.T, dy, out=g["W"])
-            if dy.dtype == g["b"].dtype and dy.flags.c_contiguous:  # db = 1^T dy, one BLAS call
+            if dy.size >= MIN_ELEMENTS and dy.dtype == g["b"].dtype and dy.flags.c_contiguous:
+                # db = 1^T dy: one BLAS call instead of a reduction over rows
                 np.dot(ones(self._ones, dy.shape[0], dy.dtype), dy, out=g["b"])
             else:
                 np.sum(dy, axis=0, out=g["b"])
         if not need_dx:
             return None
         W = self.params["W"]
-        if self.reuse_buffers:
-            dx = np.matmul(dy, W.T, out=scratch(self._dx_bufs, (dy.shape[0], self.n_in),
-                                                 np.result_type(dy.dtype, W.dtype)))
+        if self.reuse_buffers and dy.shape[0] * self.n_in >= MIN_ELEMENTS and dy.dtype == W.dtype:
+            dx = np.matmul(dy, W.T, out=scratch(self._dx_bufs, (dy.shape[0], self.n_in), W.dtype))
         else:
             dx = dy @ W.T
         return dx if self._x.ndim == 2 else dx.reshape(self._x.shape)

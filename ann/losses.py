@@ -36,19 +36,22 @@ class SoftmaxCrossEntropy:
             raise ValueError(f"SoftmaxCrossEntropy: labels of shape {y.shape} do not match logits {z.shape}")
         y = y.reshape(-1)
         n = z2.shape[0]
-        e = scratch(self._bufs, z2.shape, z2.dtype if z2.dtype.kind == "f" else np.float64)
-        if n >= 256 and n_classes <= 16:  # max over a short axis: a loop over columns is faster
+        if n >= 256 and n_classes <= 16 and z2.dtype.kind == "f":
+            # a large batch: max over the short class axis by a loop over columns (faster than
+            # a reduction along rows), exp in place in a reused buffer, row sums as e @ 1
             m = np.maximum(z2[:, 0], z2[:, 1 % n_classes])
             for j in range(2, n_classes):
                 np.maximum(m, z2[:, j], out=m)
-            np.subtract(z2, m[:, None], out=e)
+            e = np.subtract(z2, m[:, None], out=scratch(self._bufs, z2.shape, z2.dtype))
         else:
-            np.subtract(z2, z2.max(axis=1, keepdims=True), out=e)
+            e = z2 - z2.max(axis=1, keepdims=True)
+            if e.dtype.kind != "f":
+                e = e.astype(np.float64)
         flat = np.arange(0, n * n_classes, n_classes)
-        flat += y
-        picked = np.take(e.reshape(-1), flat).sum()  # z[n, y_n] - max_n
+        np.add(flat, y, out=flat, casting="unsafe")  # flat index of (row, label)
+        picked = e.reshape(-1)[flat].sum()  # sum of z[n, y_n] - max_n
         np.exp(e, out=e)
-        total = e.sum(axis=1) if n_classes > 64 else np.dot(e, np.ones(n_classes, e.dtype))
+        total = np.dot(e, np.ones(n_classes, e.dtype)) if n >= 256 and n_classes <= 16 else e.sum(axis=1)
         loss = np.log(total).sum() - picked
         self._e, self._total, self._flat, self._shape = e, total, flat, z.shape
         return float(loss) / n
@@ -59,11 +62,9 @@ class SoftmaxCrossEntropy:
         return self._e / self._total[:, None]
 
     def backward(self) -> Array:
-        e, n = self._e, self._e.shape[0]
-        scale = np.reciprocal(self._total)
-        scale *= 1.0 / n
-        dz = np.multiply(e, scale[:, None])
-        dz.reshape(-1)[self._flat] -= 1.0 / n
+        dz = self._e / self._total[:, None]  # softmax(z), a fresh array
+        dz.reshape(-1)[self._flat] -= 1.0
+        dz *= 1.0 / dz.shape[0]
         return dz.reshape(self._shape)
 
     def predict(self, z: Array) -> Array:
