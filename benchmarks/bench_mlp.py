@@ -18,6 +18,10 @@ of BLAS / torch threads (default 1):
   layers and dy@W^T for the 2 upper layers, the input's gradient is never needed), summed over
   the epoch's batches (the last partial batch included).
 
+Allocator: `fit` calls `ann._memory.keep_freed_memory()` (glibc keeps freed blocks in the heap);
+the setting is process-wide, so `run` applies it before the first measurement and every peer
+(sklearn, torch, the floor) runs under it too.
+
 Targets (issue 5): batch 32 and batch 1 at most 0.5x both peers; full batch float64 within 1.2x
 of the floor.
 """
@@ -219,6 +223,9 @@ def run(quick: bool = False, threads: int = 1, repeats: int | None = None,
                "ann/sklearn", "ann/torch", "ann/floor", "target"]
     rows = []
     n = 0
+    from ann._memory import keep_freed_memory
+
+    keep_freed_memory()  # what fit does; process-wide, so every peer gets it from the start
     with pinned_threads(threads):
         for dtype in DTYPES:
             data = load_digits(dtype)
