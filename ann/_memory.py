@@ -7,9 +7,9 @@ Two remedies live here:
 
 - ``scratch(store, shape, dtype)``: an array owned by a layer and reused by its next call with
   the same shape and dtype (the layer writes into it with ``out=``); layers use it only for
-  arrays of at least MIN_ELEMENTS elements (small ones come from NumPy's cache). Whoever receives such an
-  array must not keep it across the owner's next call; ``Sequential`` turns buffers on only for
-  its own layers and copies what it returns to the user.
+  arrays of at least MIN_ELEMENTS elements (small ones are cheaper fresh). Whoever receives
+  such an array must not keep it across the owner's next call; ``Sequential`` turns buffers
+  on only for its own layers and copies what it returns to the user.
 - ``keep_freed_memory()``: raises glibc's mmap and trim thresholds once per process, so freed
   blocks stay in the heap and are reused without page faults. A no-op without glibc.
 """
