@@ -24,7 +24,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 ui: $(STAMP)
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
 	  --default-artifact-root $(CURDIR)/mlruns/artifacts --host 127.0.0.1 --port 5000 --workers 1
 
 # A shared tracking server on 127.0.0.1:5001 (make ui keeps 5000 for the local store):
@@ -35,6 +35,10 @@ server: $(STAMP)
 # The Ray launcher in its own venv (.venv/ray; the extra pins cloudpickle<3), one small sweep.
 ray-check:
 	PY=$(PY) bash .ci/ray_check
+
+# Speed against scikit-learn and PyTorch (tables in benchmarks/README.md).
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
