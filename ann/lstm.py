@@ -122,21 +122,9 @@ class LSTM(RecurrentBase):
         return self._output_fm(hs)
 
     def backward(self, dy: Array) -> Array:
-        if self._shape is None:
-            raise RuntimeError("backward called before forward")
+        dh = self._init_dh(dy, feature_major=True)
         n_steps, n_batch = self._shape
         H, n_in = self.n_hidden, self.n_in
-        dy = np.asarray(dy)
-        dh = self._buffer("dh", (n_steps, H, n_batch))
-        if self.return_sequences:
-            if dy.shape != (n_batch, n_steps, H):
-                raise ValueError(f"dy has shape {dy.shape}: expected {(n_batch, n_steps, H)}")
-            np.copyto(dh, dy.transpose(1, 2, 0))
-        else:
-            if dy.shape != (n_batch, H):
-                raise ValueError(f"dy has shape {dy.shape}: expected {(n_batch, H)}")
-            dh[:-1] = 0.0
-            dh[-1] = dy.T
         th, a, c, tc, hs, xa = (self._buf[k] for k in ("t", "a", "c", "tc", "h", "x"))
         s2 = self._scale * self._scale
         W_h2 = self._buffer("W_h2", (H, 4 * H))                  # W_h * scale^2

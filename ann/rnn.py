@@ -62,22 +62,25 @@ class RecurrentBase:
         np.copyto(xt, x.transpose(1, 0, 2))
         return xt
 
-    def _init_dh(self, dy: Array) -> Array:
-        """dH (n_steps, n_batch, H) holding the gradient from the layer's own output."""
+    def _init_dh(self, dy: Array, *, feature_major: bool = False) -> Array:
+        """dH holding the gradient from the layer's own output: (n_steps, n_batch, H), or
+        (n_steps, H, n_batch) with ``feature_major`` (the LSTM's layout)."""
         if self._shape is None:
             raise RuntimeError("backward called before forward")
         n_steps, n_batch = self._shape
         H = self.n_hidden
-        dh = self._buffer("dh", (n_steps, n_batch, H))
+        dy = np.asarray(dy)
+        shape = (n_steps, H, n_batch) if feature_major else (n_steps, n_batch, H)
+        dh = self._buffer("dh", shape)
         if self.return_sequences:
             if dy.shape != (n_batch, n_steps, H):
                 raise ValueError(f"dy has shape {dy.shape}: expected {(n_batch, n_steps, H)}")
-            np.copyto(dh, dy.transpose(1, 0, 2))
+            np.copyto(dh, dy.transpose((1, 2, 0) if feature_major else (1, 0, 2)))
         else:
             if dy.shape != (n_batch, H):
                 raise ValueError(f"dy has shape {dy.shape}: expected {(n_batch, H)}")
             dh[:-1] = 0.0
-            dh[-1] = dy
+            dh[-1] = dy.T if feature_major else dy
         return dh
 
     def _carries(self, n_steps: int) -> list[bool]:
@@ -172,7 +175,7 @@ class RNN(RecurrentBase):
         return np.asarray(self._act.derivative(z, hs), dtype=self.dtype)
 
     def backward(self, dy: Array) -> Array:
-        dh = self._init_dh(np.asarray(dy))
+        dh = self._init_dh(dy)
         n_steps, n_batch = self._shape
         H = self.n_hidden
         z, hs, xt = self._buf["z"], self._buf["h"], self._buf["x"]
