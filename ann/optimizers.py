@@ -69,6 +69,14 @@ class Optimizer:
             self.state[name] = slots
         return slots
 
+    def _decayed(self, g: Array, p: Array, buf: Array) -> Array:
+        """The L2-decayed gradient g + weight_decay * p, written into `buf` (g itself when 0)."""
+        if not self.weight_decay:
+            return g
+        np.multiply(p, self.weight_decay, out=buf)
+        buf += g
+        return buf
+
     def step(self, params: dict[str, Array], grads: dict[str, Array], lr: float | None = None) -> None:
         """Update every array of `params` in place from `grads` with rate `lr`."""
         raise NotImplementedError
@@ -180,17 +188,13 @@ class Adam(Optimizer):
     def step(self, params: dict[str, Array], grads: dict[str, Array], lr: float | None = None) -> None:
         lr = self.lr if lr is None else lr
         self.t += 1
-        b1, b2, wd = self.beta1, self.beta2, self.weight_decay
+        b1, b2 = self.beta1, self.beta2
         c2 = math.sqrt(1.0 - b2 ** self.t)
         a_t = lr * c2 / (1.0 - b1 ** self.t)
         eps_t = self.eps * c2
         for name, p in params.items():
             m, v, buf = self._slots(name, p, 3)
-            g = grads[name]
-            if wd:
-                np.multiply(p, wd, out=buf)
-                buf += g
-                g = buf
+            g = self._decayed(grads[name], p, buf)
             m *= b1
             m += (1.0 - b1) * g
             v *= b2
@@ -219,14 +223,10 @@ class RMSProp(Optimizer):
     def step(self, params: dict[str, Array], grads: dict[str, Array], lr: float | None = None) -> None:
         lr = self.lr if lr is None else lr
         self.t += 1
-        rho, wd = self.rho, self.weight_decay
+        rho = self.rho
         for name, p in params.items():
             s, buf, gbuf = self._slots(name, p, 3)
-            g = grads[name]
-            if wd:
-                np.multiply(p, wd, out=gbuf)
-                gbuf += g
-                g = gbuf
+            g = self._decayed(grads[name], p, gbuf)
             s *= rho
             np.multiply(g, g, out=buf)
             buf *= 1.0 - rho
