@@ -51,12 +51,10 @@ def scratch(store: dict, shape: tuple, dtype) -> Array:
 
 def ones(store: dict, n: int, dtype) -> Array:
     """A vector of n ones in ``dtype``, cached in ``store`` (for sums as products: 1^T A)."""
-    key = (n, dtype)
-    vec = store.get(key)
+    vec = store.get(((n,), dtype))
     if vec is None:
-        if len(store) >= MAX_BUFFERS:
-            store.clear()
-        vec = store[key] = np.ones(n, dtype=dtype)
+        vec = scratch(store, (n,), dtype)
+        vec.fill(1)
     return vec
 
 
