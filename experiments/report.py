@@ -28,7 +28,8 @@ if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from experiments.compare_plots import ArmCurves, write_figures  # noqa: E402
-from experiments.tracking import PROJECT_ROOT, check_reachable, resolve_tracking_uri  # noqa: E402
+from experiments.tracking import (PROJECT_ROOT, StoreError, first_line,  # noqa: E402
+                                  open_store, resolve_tracking_uri)
 
 CURVE_KEYS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "train_rmse",
               "val_rmse", "lr", "samples_seen", "wall_seconds")
@@ -64,22 +65,10 @@ class Child:
 
 # ---------------------------------------------------------------- reading the store
 def _client(tracking_uri: str):
-    from mlflow.tracking import MlflowClient
-
-    if tracking_uri.startswith("sqlite:///"):
-        db = Path(tracking_uri[len("sqlite:///"):])
-        if not db.is_file():
-            raise ReportError(f"no MLflow store at {tracking_uri} (file {db} does not exist)")
     try:
-        check_reachable(tracking_uri, timeout=10.0)
-    except Exception as err:  # noqa: BLE001 - StoreError: already one line
+        return open_store(tracking_uri)
+    except StoreError as err:
         raise ReportError(str(err)) from None
-    return MlflowClient(tracking_uri=tracking_uri)
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _get_run(client, run_id: str):
@@ -88,7 +77,7 @@ def _get_run(client, run_id: str):
     try:
         return client.get_run(run_id)
     except MlflowException as err:
-        raise ReportError(f"no run with id {run_id!r}: {_one_line(err)}") from None
+        raise ReportError(f"no run with id {run_id!r}: {first_line(err)}") from None
 
 
 def _search_all(client, experiment_ids: list[str], filter_string: str, order_by=None) -> list:
@@ -417,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except Exception as err:  # noqa: BLE001 - an unreachable store and the like: one line
-        print(f"error: cannot read the MLflow store {uri}: {_one_line(err)}", file=sys.stderr)
+        print(f"error: cannot read the MLflow store {uri}: {first_line(err)}", file=sys.stderr)
         return 2
     return 0
 

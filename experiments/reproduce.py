@@ -28,6 +28,8 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from experiments.tracking import StoreError, first_line, open_store  # noqa: E402
+
 TIMING_METRICS = frozenset({"epoch_seconds", "wall_seconds", "train_seconds"})
 COMPARED_TAGS = ("dataset_digest", "stop_reason", "diverged")
 MAX_SHOWN = 5  # differing steps printed per metric
@@ -74,12 +76,12 @@ def load_logged_config(client, run_id: str, tmp: Path):
         local = client.download_artifacts(run_id, "config.yaml", str(tmp))
     except Exception as err:  # noqa: BLE001 - missing artifact, unreachable artifact store
         raise ReproduceError(f"run {run_id} has no readable config.yaml artifact: "
-                             f"{_one_line(err)}") from None
+                             f"{first_line(err)}") from None
     try:
         data = yaml.safe_load(Path(local).read_text())
     except yaml.YAMLError as err:
         raise ReproduceError(f"the config.yaml of run {run_id} is not valid YAML: "
-                             f"{_one_line(err)}") from None
+                             f"{first_line(err)}") from None
     if not isinstance(data, dict):
         raise ReproduceError(f"the config.yaml of run {run_id} is not a mapping")
     check_targets(data)
@@ -155,31 +157,21 @@ def _show(values: list[float]) -> str:
     return ", ".join(repr(v) for v in values)
 
 
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 # ---------------------------------------------------------------- the command
 def _client(uri: str):
-    from mlflow.tracking import MlflowClient
-
-    from experiments.tracking import check_reachable
-
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
-        raise ReproduceError(f"no MLflow store at {uri}")
     try:
-        check_reachable(uri, timeout=10.0)
-    except Exception as err:  # noqa: BLE001 - StoreError: one line already
+        return open_store(uri)
+    except StoreError as err:
         raise ReproduceError(str(err)) from None
-    return MlflowClient(tracking_uri=uri)
 
 
 def _get_run(client, run_id: str):
     try:
         return client.get_run(run_id)
     except Exception as err:  # noqa: BLE001 - unknown id or unreachable store
-        raise ReproduceError(f"no run with id {run_id!r}: {_one_line(err)}") from None
+        raise ReproduceError(f"no run with id {run_id!r}: {first_line(err)}") from None
 
 
 def code_version_warnings(tags: dict[str, str]) -> list[str]:
@@ -205,7 +197,6 @@ def reproduce(run_id: str, uri: str, out=None, err=None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     from experiments.config import ConfigError
     from experiments.runner import run_job
-    from experiments.tracking import StoreError
 
     client = _client(uri)
     original = _get_run(client, run_id)

@@ -164,9 +164,8 @@ class MlflowSweepCallback(Callback):
             failed, unsent = finish_parent(self.tracking_uri, self.parent_run_id, sweep_dir)
         except Exception as err:  # noqa: BLE001 - Hydra would turn it into a mere warning
             self.parent_run_id = None  # left RUNNING for resend.py to finish
-            line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             print(f"error: the MLflow store {self.tracking_uri} failed at the end of the sweep "
-                  f"({line}); every job's results are in its folder: send them and finish the "
+                  f"({tracking.first_line(err)}); every job's results are in its folder: send them and finish the "
                   f"sweep with: python experiments/resend.py {sweep_dir}", file=sys.stderr)
             sys.exit(2)
         self.parent_run_id = None

@@ -62,6 +62,23 @@ def client_for(uri: str):
     return _CLIENTS[uri]
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message (its type's name when it has none)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def open_store(uri: str, timeout: float = 10.0):
+    """A client for a store that must already exist: a missing SQLite file or an unreachable
+    server raises StoreError (one line) instead of creating or waiting on anything."""
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        if not db.is_file():
+            raise StoreError(f"no MLflow store at {uri} (file {db} does not exist)")
+    check_reachable(uri, timeout=timeout)
+    return client_for(uri)
+
+
 def check_reachable(uri: str, timeout: float = 20.0) -> None:
     """Fail fast with one line when an http(s) tracking server does not answer."""
     if not uri.startswith(("http://", "https://")):
@@ -104,8 +121,7 @@ def ensure_experiment(uri: str, name: str, description: str | None = None) -> st
     except StoreError:
         raise
     except Exception as err:  # noqa: BLE001 - any store failure becomes one line
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StoreError(f"cannot use the MLflow store {uri}: {msg}") from None
+        raise StoreError(f"cannot use the MLflow store {uri}: {first_line(err)}") from None
 
 
 def flatten(cfg: DictConfig | dict, prefix: str = "") -> dict[str, str]:
