@@ -76,8 +76,8 @@ def _compact_config_errors() -> None:
             print(f"error: invalid config: {describe(ex)}", file=sys.stderr)
             sys.exit(2)
         except Exception as ex:  # noqa: BLE001 - Hydra's report for everything else
-            def reraise():
-                raise ex
+            def reraise(error: Exception = ex) -> None:
+                raise error
             return original(reraise)
 
     hydra_utils.run_and_report = run_and_report
