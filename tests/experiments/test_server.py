@@ -2,19 +2,18 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from experiments import server as mlflow_server
-from tests.experiments.conftest import ROOT, TRAIN, run_train
+from tests.experiments.conftest import (ROOT, all_runs, parent_and_children, run_train,
+                                         started_train, wait_until)
 
 pytestmark = pytest.mark.slow
 RESEND = ROOT / "experiments" / "resend.py"
@@ -67,10 +66,7 @@ def test_sweep_through_a_server_then_the_unreachable_server_line(server, tmp_pat
                       "mlflow.experiment_name=served"], server.url, tmp_path)
     assert proc.returncode == 0, proc.stderr
     client = server.client()
-    exp = client.get_experiment_by_name("served")
-    runs = client.search_runs([exp.experiment_id])
-    parent = next(r for r in runs if r.data.tags.get("ann.role") == "parent")
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    parent, children, runs = parent_and_children(client, "served")
     assert len(children) == 2 and len(runs) == 3
     assert {c.info.status for c in children} == {"FINISHED"}
     for child in children:
@@ -103,21 +99,13 @@ def _count_runs(store: Path) -> int:
 def test_server_lost_mid_run_keeps_results_locally_and_resend_completes_the_run(server,
                                                                                tmp_path):
     epochs = 400
-    env = {**os.environ, "MLFLOW_TRACKING_URI": server.url, "CI": "true"}
-    out = tmp_path / "outputs" / "run"
-    job = subprocess.Popen([sys.executable, str(TRAIN), *TINY, f"trainer.max_epochs={epochs}",
-                            "early_stopping=off", "mlflow.experiment_name=lost",
-                            f"hydra.run.dir={out}"],
-                           cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
-    try:
-        client = server.client()
-        run_id = _wait_for_metrics(client, "lost", job)
+    out = tmp_path / "outputs" / "run"  # where started_train puts a single run
+    args = [*TINY, f"trainer.max_epochs={epochs}", "early_stopping=off",
+            "mlflow.experiment_name=lost"]
+    with started_train(args, server.url, tmp_path) as job:
+        run_id = _wait_for_metrics(server.client(), "lost", job)
         server.kill()
         _, stderr = job.communicate(timeout=300)
-    finally:
-        if job.poll() is None:
-            job.kill()
     assert job.returncode != 0
     assert "experiments/resend.py " + str(out) in stderr.splitlines()[-1], stderr
 
@@ -150,35 +138,24 @@ def test_server_lost_mid_run_keeps_results_locally_and_resend_completes_the_run(
     assert {"config.yaml", "weights.npz", "history.csv", "learning_curves.png"} <= paths
 
 
-def _wait_for_metrics(client, experiment: str, job, timeout: float = 120) -> str:
+def _wait_for_metrics(client, experiment: str, job) -> str:
     """The run id once a few epochs have arrived on the server."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert job.poll() is None, job.communicate()[1]
-        exp = client.get_experiment_by_name(experiment)
-        runs = client.search_runs([exp.experiment_id]) if exp else []
+    def ready() -> str | None:
+        runs = all_runs(client, experiment) if client.get_experiment_by_name(experiment) else []
         if runs and len(client.get_metric_history(runs[0].info.run_id, "val_loss")) >= 5:
             return runs[0].info.run_id
-        time.sleep(0.2)
-    pytest.fail("no metrics arrived on the server")
+        return None
+    return wait_until(ready, "metrics on the server", job)
 
 
 def test_server_lost_mid_sweep_exits_nonzero_and_resend_finishes_the_sweep(server, tmp_path):
-    env = {**os.environ, "MLFLOW_TRACKING_URI": server.url, "CI": "true"}
-    sweep_dir = tmp_path / "multirun"
-    job = subprocess.Popen([sys.executable, str(TRAIN), "-m", *TINY, "trainer.max_epochs=300",
-                            "early_stopping=off", "optimizer.lr=0.001,0.01",
-                            "mlflow.experiment_name=lost_sweep", f"hydra.sweep.dir={sweep_dir}"],
-                           cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
-    try:
-        client = server.client()
-        _wait_for_metrics(client, "lost_sweep", job)
+    sweep_dir = tmp_path / "multirun"  # where started_train puts a sweep
+    args = ["-m", *TINY, "trainer.max_epochs=300", "early_stopping=off",
+            "optimizer.lr=0.001,0.01", "mlflow.experiment_name=lost_sweep"]
+    with started_train(args, server.url, tmp_path) as job:
+        _wait_for_metrics(server.client(), "lost_sweep", job)
         server.kill()
         _, stderr = job.communicate(timeout=400)
-    finally:
-        if job.poll() is None:
-            job.kill()
     assert job.returncode == 2, stderr
     assert f"experiments/resend.py {sweep_dir}" in stderr.strip().splitlines()[-1], stderr
     assert len(list(sweep_dir.rglob("unsent.json"))) == 2
@@ -188,10 +165,7 @@ def test_server_lost_mid_sweep_exits_nonzero_and_resend_finishes_the_sweep(serve
                             capture_output=True, text=True, timeout=300)
     assert resend.returncode == 0, resend.stderr
     client = server.client()
-    exp = client.get_experiment_by_name("lost_sweep")
-    runs = client.search_runs([exp.experiment_id])
-    parent = next(r for r in runs if r.data.tags.get("ann.role") == "parent")
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    parent, children, _ = parent_and_children(client, "lost_sweep")
     assert parent.info.status == "FINISHED"
     assert len(children) == 2 and {c.info.status for c in children} == {"FINISHED"}
     for child in children:

@@ -1,30 +1,19 @@
 """Sweeps as parent runs: every launcher, failing jobs, interruption. Real store, real Hydra."""
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.experiments.conftest import TRAIN, run_train
+from tests.experiments.conftest import (all_runs, parent_and_children, run_train,
+                                         started_train, wait_until)
 
 pytestmark = pytest.mark.slow
 
 
-def _all_runs(client):
-    return [r for e in client.search_experiments() for r in
-            client.search_runs([e.experiment_id], max_results=1000)]
-
-
 def _parent_and_children(client):
-    runs = _all_runs(client)
-    parents = [r for r in runs if r.data.tags.get("ann.role") == "parent"]
-    assert len(parents) == 1, [r.data.tags for r in runs]
-    parent = parents[0]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    parent, children, runs = parent_and_children(client)
     assert len(children) == len(runs) - 1
     return parent, children
 
@@ -72,28 +61,16 @@ def test_a_failing_job_is_a_failed_child_and_the_sweep_goes_on(tracking_uri, cli
 
 
 def test_ctrl_c_leaves_no_run_running(tracking_uri, client, tmp_path):
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "CI": "true"}
-    proc = subprocess.Popen(
-        [sys.executable, str(TRAIN), "-m", "seed=0,1,2,3", "trainer.max_epochs=400",
-         "early_stopping=off", f"hydra.sweep.dir={tmp_path}/multirun"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:  # wait until a child is training
-            if any(r.info.status == "RUNNING" and r.data.tags.get("ann.role") == "child"
-                   for r in _all_runs(client)):
-                break
-            time.sleep(0.5)
-        else:
-            pytest.fail("no child run started")
+    args = ["-m", "seed=0,1,2,3", "trainer.max_epochs=400", "early_stopping=off"]
+    with started_train(args, tracking_uri, tmp_path) as proc:
+        wait_until(lambda: any(r.info.status == "RUNNING" and r.data.tags.get("ann.role")
+                               == "child" for r in all_runs(client)),
+                   "a child run training", proc, every=0.5)
         time.sleep(2)
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode != 0
-    runs = _all_runs(client)
+    runs = all_runs(client)
     assert runs and not [r for r in runs if r.info.status == "RUNNING"]
     assert {r.info.status for r in runs} <= {"KILLED", "FINISHED"}
     parent = next(r for r in runs if r.data.tags.get("ann.role") == "parent")

@@ -1,23 +1,20 @@
 """End-to-end: experiments/train.py in a fresh process against a real SQLite store."""
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytest
 import yaml
 
-from tests.experiments.conftest import run_train
-
-
-def _runs(client):
-    return [r for e in client.search_experiments() for r in
-            client.search_runs([e.experiment_id], max_results=1000)]
+from tests.experiments.conftest import all_runs, run_train, started_train, wait_until
 
 
 def test_single_run_logs_everything(tracking_uri, client, tmp_path):
     proc = run_train(["dataset=iris", "trainer.max_epochs=4", "early_stopping=off",
                       "model.hidden=[16]"], tracking_uri, tmp_path)
     assert proc.returncode == 0, proc.stderr
-    (run,) = _runs(client)
+    (run,) = all_runs(client)
     assert run.info.status == "FINISHED"
     exp = client.get_experiment(run.info.experiment_id)
     assert exp.name == "ann"
@@ -56,7 +53,7 @@ def test_far_too_large_lr_is_a_diverged_run_not_a_crash(tracking_uri, client, tm
     proc = run_train(["dataset=iris", "optimizer=sgd", "optimizer.lr=1000",
                       "trainer.max_epochs=20", "early_stopping=off"], tracking_uri, tmp_path)
     assert proc.returncode == 0, proc.stderr
-    (run,) = _runs(client)
+    (run,) = all_runs(client)
     assert run.info.status == "FINISHED"
     assert run.data.tags["diverged"] == "true"
     assert run.data.tags["stop_reason"] == "diverged"
@@ -74,43 +71,24 @@ def test_bad_input_exits_nonzero_with_one_line_and_no_run(tracking_uri, client, 
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0], proc.stderr
-    assert _runs(client) == []
+    assert all_runs(client) == []
 
 
 def test_bad_value_in_a_sweep_stops_before_any_run(tracking_uri, client, tmp_path):
     proc = run_train(["-m", "dataset=iris", "optimizer.lr=0.1,-1"], tracking_uri, tmp_path)
     assert proc.returncode != 0
     assert "optimizer.lr=-1" in proc.stderr
-    assert _runs(client) == []
+    assert all_runs(client) == []
 
 
 def test_sigterm_ends_the_run_killed_not_running(tracking_uri, client, tmp_path):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from tests.experiments.conftest import TRAIN
-
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "CI": "true"}
-    proc = subprocess.Popen([sys.executable, str(TRAIN), "trainer.max_epochs=1000",
-                             "early_stopping=off", f"hydra.run.dir={tmp_path}/run"],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and not _runs(client):
-            time.sleep(0.5)
-        (run,) = _runs(client)
-        while time.time() < deadline and not client.get_metric_history(run.info.run_id,
-                                                                       "val_loss"):
-            time.sleep(0.5)
+    with started_train(["trainer.max_epochs=1000", "early_stopping=off"], tracking_uri,
+                       tmp_path) as proc:
+        run = wait_until(lambda: next((r for r in all_runs(client) if
+                                       client.get_metric_history(r.info.run_id, "val_loss")),
+                                      None), "a run's first epoch", proc, every=0.5)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode != 0
     assert client.get_run(run.info.run_id).info.status == "KILLED"
 
@@ -129,4 +107,4 @@ def test_bad_override_is_one_line_and_nothing_logged(tracking_uri, client, tmp_p
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: invalid config:"), proc.stderr
     assert needle in lines[0]
-    assert _runs(client) == []
+    assert all_runs(client) == []
