@@ -77,12 +77,8 @@ class LSTM(RecurrentBase):
         return np.ascontiguousarray(hs[-1].T)
 
     def forward(self, x: Array) -> Array:
-        x = np.asarray(x)
-        if x.ndim != 3 or x.shape[2] != self.n_in or x.shape[0] < 1 or x.shape[1] < 1:
-            raise ValueError(f"x has shape {x.shape}: expected (n_batch, n_steps, {self.n_in})"
-                             " with n_batch >= 1 and n_steps >= 1")
+        x = self._check_input(x)
         n_batch, n_steps, n_in = x.shape
-        self._shape = (n_steps, n_batch)
         H = self.n_hidden
         scale = self._scale[:, None]
         # inputs feature-major with a row of ones for the bias: (n_steps, n_in + 1, n_batch)

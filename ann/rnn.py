@@ -50,14 +50,19 @@ class RecurrentBase:
             self._buf[name] = buf
         return buf
 
-    def _time_major_input(self, x: Array) -> Array:
-        """Copy x (n_batch, n_steps, n_in) into the time-major buffer (n_steps, n_batch, n_in)."""
+    def _check_input(self, x: Array) -> Array:
+        """x as an array of shape (n_batch, n_steps, n_in); records (n_steps, n_batch)."""
         x = np.asarray(x)
         if x.ndim != 3 or x.shape[2] != self.n_in or x.shape[0] < 1 or x.shape[1] < 1:
             raise ValueError(f"x has shape {x.shape}: expected (n_batch, n_steps, {self.n_in})"
                              " with n_batch >= 1 and n_steps >= 1")
-        n_batch, n_steps, _ = x.shape
-        self._shape = (n_steps, n_batch)
+        self._shape = (x.shape[1], x.shape[0])
+        return x
+
+    def _time_major_input(self, x: Array) -> Array:
+        """Copy x (n_batch, n_steps, n_in) into the time-major buffer (n_steps, n_batch, n_in)."""
+        x = self._check_input(x)
+        n_steps, n_batch = self._shape
         xt = self._buffer("x", (n_steps, n_batch, self.n_in))
         np.copyto(xt, x.transpose(1, 0, 2))
         return xt
