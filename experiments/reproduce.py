@@ -28,9 +28,9 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from experiments.tracking import StoreError, first_line, open_store  # noqa: E402
+from experiments.tracking import (TIMING_METRICS, StoreError, first_line,  # noqa: E402
+                                  open_store)
 
-TIMING_METRICS = frozenset({"epoch_seconds", "wall_seconds", "train_seconds"})
 COMPARED_TAGS = ("dataset_digest", "stop_reason", "diverged")
 MAX_SHOWN = 5  # differing steps printed per metric
 

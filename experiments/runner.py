@@ -26,8 +26,6 @@ from experiments import tracking
 from experiments.config import build_training_objects, dataset_options, model_options, validate
 from experiments.resend import Uplink, unsent_message, write_unsent
 
-TIMING_METRICS = ("epoch_seconds", "wall_seconds", "train_seconds")
-
 
 @dataclass
 class JobOutcome:

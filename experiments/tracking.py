@@ -11,6 +11,8 @@ from omegaconf import DictConfig, OmegaConf
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STORE = PROJECT_ROOT / "mlruns"
 MAX_PARAM_LENGTH = 6000
+# The only metrics that may differ between a run and its reproduction (or across workers).
+TIMING_METRICS = frozenset({"epoch_seconds", "wall_seconds", "train_seconds"})
 
 
 class StoreError(RuntimeError):
