@@ -3,17 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.experiments.conftest import run_train
+from experiments.tracking import TIMING_METRICS
+from tests.experiments.conftest import all_runs, parent_and_children, run_train
 
 pytestmark = pytest.mark.slow
 TINY = ["dataset=iris", "model.hidden=[8]", "trainer.max_epochs=3"]
-TIMING = {"epoch_seconds", "wall_seconds", "train_seconds"}
-
-
-def _client(uri: str):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
 
 
 def _sweep(tmp_path, name: str, n_jobs: int, values: str, uri: str | None = None):
@@ -24,19 +18,18 @@ def _sweep(tmp_path, name: str, n_jobs: int, values: str, uri: str | None = None
     proc = run_train(["-m", "hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}", *TINY,
                       f"optimizer.lr={values}", "mlflow.experiment_name=parallel"], uri, folder)
     assert proc.returncode == 0, proc.stderr
-    client = _client(uri)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
     exp_id = client.get_experiment_by_name("parallel").experiment_id
-    runs = [r for e in client.search_experiments() for r in
-            client.search_runs([e.experiment_id], max_results=1000)]
-    return client, exp_id, runs
+    return client, exp_id, all_runs(client)
 
 
 def test_sixteen_jobs_four_workers_fresh_store_files_every_run(tmp_path):
     lrs = ",".join(f"{0.005 * (i + 1):.3f}" for i in range(16))
     # No database file yet: the sweep creates store and experiment once, before the jobs.
     client, exp_id, runs = _sweep(tmp_path, "fresh", 4, lrs)
-    parent = next(r for r in runs if r.data.tags.get("ann.role") == "parent")
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    parent, children, _ = parent_and_children(client)
     assert len(runs) == 17 and len(children) == 16
     assert {r.info.experiment_id for r in runs} == {exp_id}  # none in another experiment
     assert {c.info.status for c in children} == {"FINISHED"}
@@ -58,7 +51,7 @@ def _histories(client, runs) -> dict[str, dict[str, list[tuple[int, float]]]]:
             continue
         out[run.data.tags["ann.arm"]] = {
             key: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
-            for key in run.data.metrics if key not in TIMING}
+            for key in run.data.metrics if key not in TIMING_METRICS}
     return out
 
 
