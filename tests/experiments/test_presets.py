@@ -6,7 +6,7 @@ import csv
 import pytest
 import yaml
 
-from tests.experiments.conftest import ROOT, run_train
+from tests.experiments.conftest import ROOT, parent_and_children, run_train
 
 CONF = ROOT / "conf"
 PRESETS = ("gd_variants", "activations", "lr_tuning", "lr_schedules", "early_stopping",
@@ -120,12 +120,8 @@ def _check_sweep(client, name: str, n_jobs: int, n_arms: int, tmp_path):
     assert exp is not None
     assert exp.tags.get("mlflow.note.content") == _compose([f"experiment={name}"]).mlflow \
         .description
-    runs = client.search_runs([exp.experiment_id], max_results=1000)
-    parents = [r for r in runs if r.data.tags.get("ann.role") == "parent"]
-    assert len(parents) == 1
-    parent = parents[0]
+    parent, children, runs = parent_and_children(client, name)
     assert parent.info.status == "FINISHED"
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) == n_jobs == len(runs) - 1
     assert all(c.info.status == "FINISHED" and c.data.tags["ann.role"] == "child"
                for c in children)
