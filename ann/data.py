@@ -14,19 +14,24 @@ classification), inputs standardised with the training split's statistics only
 - `baseline`: a reference score on the test split from the training split alone: for regression
   {"test_mse", "test_rmse"} of predicting the training mean (rmse in original units), for
   classification {"test_accuracy"} of predicting the majority training class.
+
+scikit-learn is the source of the tables but is not imported to read them (see
+``load_bundled``) nor to split them (``split_indices`` reproduces ``train_test_split``).
 """
 
 from __future__ import annotations
 
+import csv
+import gzip
 import hashlib
+import importlib.util
 import inspect
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from sklearn import datasets as skd
-from sklearn.model_selection import train_test_split
 
 Array = np.ndarray
 SPLITS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
@@ -85,10 +90,65 @@ def _real_opt(name: str, value: Any, ok: Callable[[float], bool], allowed: str) 
     return float(value)
 
 
+# scikit-learn takes ~1.2 s to import (scipy.stats, pandas), several times a digits training run,
+# and every run and sweep worker paid it. The bundled tables are read here straight from the
+# files scikit-learn ships, parsed as its loaders parse them (tests check equality with
+# sklearn.datasets), and the splits reproduce train_test_split index for index (tests check that
+# too). scikit-learn is imported only by the loaders that compute their data (diabetes' scaling,
+# moons, circles) and as a fallback when a data file is not where scikit-learn 1.x keeps it.
+def _sklearn_data_file(file_name: str) -> Path | None:
+    """The path of a data file bundled with scikit-learn, found without importing it."""
+    spec = importlib.util.find_spec("sklearn")
+    for root in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = Path(root) / "datasets" / "data" / file_name
+        if path.is_file():
+            return path
+    return None
+
+
+def _read_csv_table(path: Path) -> tuple[Array, Array]:
+    """sklearn.datasets.load_csv_data's format: a header "n_samples,n_features,names...", then
+    rows of features and an integer target."""
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = csv.reader(f)
+        header = next(rows)
+        n_samples, n_features = int(header[0]), int(header[1])
+        data = np.empty((n_samples, n_features))
+        target = np.empty((n_samples,), dtype=int)
+        for i, row in enumerate(rows):
+            data[i] = np.asarray(row[:-1], dtype=np.float64)
+            target[i] = np.asarray(row[-1], dtype=int)
+    return data, target
+
+
+def _read_digits(path: Path) -> tuple[Array, Array]:
+    """sklearn.datasets.load_digits: a gzipped comma-separated table, 64 pixels then the label."""
+    with gzip.open(path, mode="rt", encoding="utf-8") as f:
+        data = np.loadtxt(f, delimiter=",")
+    return data[:, :-1], data[:, -1].astype(int)
+
+
+_BUNDLED = {"iris": ("iris.csv", _read_csv_table), "wine": ("wine_data.csv", _read_csv_table),
+            "breast_cancer": ("breast_cancer.csv", _read_csv_table),
+            "digits": ("digits.csv.gz", _read_digits)}
+
+
+def load_bundled(name: str) -> tuple[Array, Array]:
+    """(X, y) of scikit-learn's bundled table ``name`` (iris, wine, breast_cancer, digits,
+    diabetes), equal to ``sklearn.datasets.load_<name>(return_X_y=True)``."""
+    file_name, reader = _BUNDLED.get(name, (None, None))
+    path = _sklearn_data_file(file_name) if file_name else None
+    if path is not None:
+        return reader(path)
+    from sklearn import datasets as skd
+
+    return getattr(skd, f"load_{name}")(return_X_y=True)
+
+
 # Each loader: (rng, options) -> (X, y, task, kind) with kind "tabular" | "sequence" | "many_to_many".
-def _sk_loader(fn: Callable, task: str) -> Callable:
+def _bundled_loader(name: str, task: str) -> Callable:
     def load(rng: np.random.Generator) -> tuple[Array, Array, str, str]:
-        X, y = fn(return_X_y=True)
+        X, y = load_bundled(name)
         return X, y, task, "tabular"
     return load
 
@@ -96,6 +156,8 @@ def _sk_loader(fn: Callable, task: str) -> Callable:
 def _moons(rng: np.random.Generator, n_samples: int = 1000, noise: float = 0.2):
     n_samples = _int_opt("n_samples", n_samples, 20)
     noise = _real_opt("noise", noise, lambda v: v >= 0, "a number >= 0")
+    from sklearn import datasets as skd
+
     X, y = skd.make_moons(n_samples=n_samples, noise=noise, random_state=_seed(rng))
     return X, y, "classification", "tabular"
 
@@ -104,6 +166,8 @@ def _circles(rng: np.random.Generator, n_samples: int = 1000, noise: float = 0.1
     n_samples = _int_opt("n_samples", n_samples, 20)
     noise = _real_opt("noise", noise, lambda v: v >= 0, "a number >= 0")
     factor = _real_opt("factor", factor, lambda v: 0 < v < 1, "a number in (0, 1)")
+    from sklearn import datasets as skd
+
     X, y = skd.make_circles(n_samples=n_samples, noise=noise, factor=factor, random_state=_seed(rng))
     return X, y, "classification", "tabular"
 
@@ -137,11 +201,11 @@ def _sine(rng: np.random.Generator, n_samples: int = 2000, seq_len: int = 40, ho
 
 
 DATASETS: dict[str, Callable] = {
-    "iris": _sk_loader(skd.load_iris, "classification"),
-    "wine": _sk_loader(skd.load_wine, "classification"),
-    "breast_cancer": _sk_loader(skd.load_breast_cancer, "classification"),
-    "digits": _sk_loader(skd.load_digits, "classification"),
-    "diabetes": _sk_loader(skd.load_diabetes, "regression"),
+    "iris": _bundled_loader("iris", "classification"),
+    "wine": _bundled_loader("wine", "classification"),
+    "breast_cancer": _bundled_loader("breast_cancer", "classification"),
+    "digits": _bundled_loader("digits", "classification"),
+    "diabetes": _bundled_loader("diabetes", "regression"),
     "moons": _moons,
     "circles": _circles,
     "digits_seq": _digits_seq,
@@ -150,6 +214,60 @@ DATASETS: dict[str, Callable] = {
 }
 SEQUENCE_DATASETS = frozenset({"digits_seq", "adding", "sine"})
 STANDARDISED_TARGETS = frozenset({"diabetes"})
+
+
+def _approximate_mode(class_counts: Array, n_draws: int, rng: np.random.RandomState) -> Array:
+    """Samples per class for a stratified draw: scikit-learn's
+    ``sklearn.utils.extmath._approximate_mode`` (floor of the proportional share, the rest given
+    by largest remainder, ties broken at random), same arithmetic and random draws."""
+    continuous = class_counts / class_counts.sum() * n_draws
+    floored = np.floor(continuous)
+    need_to_add = int(n_draws - floored.sum())
+    if need_to_add > 0:
+        remainder = continuous - floored
+        for value in np.sort(np.unique(remainder))[::-1]:
+            (inds,) = np.where(remainder == value)
+            add_now = min(len(inds), need_to_add)
+            inds = rng.choice(inds, size=add_now, replace=False)
+            floored[inds] += 1
+            need_to_add -= add_now
+            if need_to_add == 0:
+                break
+    return floored.astype(int)
+
+
+def split_indices(y: Array, n_test: int, seed: int, stratify: bool) -> tuple[Array, Array]:
+    """(train, test) row indices, the same as ``sklearn.model_selection.train_test_split(...,
+    test_size=n_test, random_state=seed, stratify=y if stratify else None)`` picks: a
+    ShuffleSplit or StratifiedShuffleSplit on ``np.random.RandomState(seed)``.
+
+    Stratified: every class needs >= 2 members and both parts >= one row per class; otherwise
+    ValueError (scikit-learn's conditions).
+    """
+    n = len(y)
+    n_train = n - n_test
+    rng = np.random.RandomState(seed)
+    if not stratify:
+        permutation = rng.permutation(n)
+        return permutation[n_test:n_test + n_train], permutation[:n_test]
+    classes, y_indices, class_counts = np.unique(y, return_inverse=True, return_counts=True)
+    n_classes = len(classes)
+    if class_counts.min() < 2:
+        raise ValueError(f"the least populated classes {classes[class_counts < 2].tolist()} have only 1 "
+                         "member, too few to stratify")
+    for part, size in (("train", n_train), ("test", n_test)):
+        if size < n_classes:
+            raise ValueError(f"the {part} part would have {size} rows, fewer than the {n_classes} classes")
+    class_indices = np.split(np.argsort(y_indices, kind="stable"), np.cumsum(class_counts)[:-1])
+    n_i = _approximate_mode(class_counts, n_train, rng)
+    t_i = _approximate_mode(class_counts - n_i, n_test, rng)
+    train: list = []
+    test: list = []
+    for i in range(n_classes):
+        members = class_indices[i].take(rng.permutation(class_counts[i]), mode="clip")
+        train.extend(members[:n_i[i]])
+        test.extend(members[n_i[i]:n_i[i] + t_i[i]])
+    return rng.permutation(train), rng.permutation(test)
 
 
 def _split(X: Array, y: Array, classification: bool, val_fraction: float, test_fraction: float,
@@ -166,11 +284,10 @@ def _split(X: Array, y: Array, classification: bool, val_fraction: float, test_f
         raise ValueError(f"val_fraction={val_fraction!r}, test_fraction={test_fraction!r} leave no "
                          f"training samples out of {n}")
     try:
-        X_rest, X_test, y_rest, y_test = train_test_split(
-            X, y, test_size=n_test, random_state=_seed(rng), stratify=y if classification else None)
-        X_train, X_val, y_train, y_val = train_test_split(
-            X_rest, y_rest, test_size=n_val, random_state=_seed(rng),
-            stratify=y_rest if classification else None)
+        rest, test = split_indices(y, n_test, _seed(rng), classification)
+        X_rest, X_test, y_rest, y_test = X[rest], X[test], y[rest], y[test]
+        train, val = split_indices(y_rest, n_val, _seed(rng), classification)
+        X_train, X_val, y_train, y_val = X_rest[train], X_rest[val], y_rest[train], y_rest[val]
     except ValueError as err:  # e.g. a split smaller than the number of classes
         raise ValueError(f"val_fraction={val_fraction!r}, test_fraction={test_fraction!r} cannot split "
                          f"{len(X)} samples: {err}") from err

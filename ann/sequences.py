@@ -20,14 +20,14 @@ def _check_int(name: str, value: object, minimum: int) -> int:
 def make_digits_seq() -> tuple[Array, Array]:
     """scikit-learn's 8x8 digits read row by row: X (1797, 8, 8) pixels / 16, y (1797,) int64.
 
-    Step t is image row t (8 features). scikit-learn is imported here lazily, so importing
-    ann.sequences stays NumPy-only.
+    Step t is image row t (8 features). The table comes from ``ann.data.load_bundled`` (the file
+    scikit-learn ships, read without importing scikit-learn), so ann.sequences stays NumPy-only.
     """
-    from sklearn.datasets import load_digits
+    from ann.data import load_bundled
 
-    digits = load_digits()
-    X = np.asarray(digits.images, dtype=np.float64) / 16.0
-    return X, np.asarray(digits.target, dtype=np.int64)
+    flat, target = load_bundled("digits")
+    X = np.asarray(flat, dtype=np.float64).reshape(-1, 8, 8) / 16.0
+    return X, np.asarray(target, dtype=np.int64)
 
 
 def make_adding(n_samples: int, seq_len: int, rng: np.random.Generator) -> tuple[Array, Array]:

@@ -149,3 +149,69 @@ def test_sine():
     assert d.X_train.shape == (70, 15, 1) and d.y_train.shape == (70, 15, 3) and d.n_out == 3
     with pytest.raises(ValueError, match="horizon"):
         load_dataset("sine", rng=rng(), horizon=0)
+
+
+# --- scikit-learn as the reference: ann reads the bundled tables and splits without importing it
+@pytest.mark.parametrize("name", ["iris", "wine", "breast_cancer", "digits", "diabetes"])
+def test_bundled_tables_equal_sklearn_loaders(name):
+    from ann.data import load_bundled
+
+    X, y = load_bundled(name)
+    X_ref, y_ref = getattr(skd, f"load_{name}")(return_X_y=True)
+    assert X.dtype == X_ref.dtype and y.dtype == y_ref.dtype
+    np.testing.assert_array_equal(X, X_ref)
+    np.testing.assert_array_equal(y, y_ref)
+
+
+def test_digits_seq_is_sklearn_digits_images():
+    from ann.sequences import make_digits_seq
+
+    X, y = make_digits_seq()
+    ref = skd.load_digits()
+    np.testing.assert_array_equal(X, ref.images / 16.0)
+    np.testing.assert_array_equal(y, ref.target)
+
+
+@pytest.mark.parametrize("stratify", [True, False])
+def test_split_indices_equal_train_test_split(stratify):
+    from sklearn.model_selection import train_test_split
+
+    from ann.data import split_indices
+
+    for seed in range(150):
+        r = np.random.default_rng(seed)
+        n, k = int(r.integers(20, 400)), int(r.integers(2, 9))
+        y = r.integers(0, k, n)
+        y[:2 * k] = np.repeat(np.arange(k), 2)  # every class at least twice
+        if seed % 3 == 0:
+            y = y + 10 * (y % 2)  # labels that are not 0..k-1
+        n_test = int(r.integers(k, n - k))
+        train, test = split_indices(y, n_test, seed, stratify)
+        ref_train, ref_test = train_test_split(np.arange(n), test_size=n_test, random_state=seed,
+                                               stratify=y if stratify else None)
+        np.testing.assert_array_equal(train, ref_train)
+        np.testing.assert_array_equal(test, ref_test)
+
+
+def test_split_indices_refuses_what_sklearn_refuses():
+    from ann.data import split_indices
+
+    with pytest.raises(ValueError, match="only 1 member"):
+        split_indices(np.array([0, 0, 1, 2, 2, 2]), 2, 0, True)
+    with pytest.raises(ValueError, match="fewer than the 3 classes"):
+        split_indices(np.repeat([0, 1, 2], 4), 2, 0, True)
+
+
+def test_loading_a_bundled_table_does_not_import_sklearn():
+    # scikit-learn costs ~1.2 s to import, more than a digits training run: keep it out of runs
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from ann.data import load_dataset\n"
+            "for name in ('digits', 'iris', 'wine', 'breast_cancer', 'digits_seq'):\n"
+            "    load_dataset(name, rng=np.random.default_rng(0))\n"
+            "print('sklearn' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
