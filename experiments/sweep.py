@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -46,26 +47,126 @@ def enumerate_jobs(config: DictConfig) -> tuple[list[list[str]], list[str]] | No
     return jobs, swept
 
 
+# Composing one job's config costs ~0.2 s, and the launching process composed every job twice:
+# once here to validate it, once more in Hydra's BasicSweeper.validate_batch_is_legal (which
+# only checks that it composes and discards the result): 3 s of serial start for 16 jobs.
+# validate_jobs keeps what it composed in _COMPOSED, and the wrapper below hands each job's
+# config to the next load_sweep_config call for the same master config and overrides (once:
+# the entry is dropped), after re-copying the master's resolver cache as Hydra does.
+_COMPOSED: dict[tuple[int, tuple[str, ...]], DictConfig] = {}
+
+
+def _install_compose_cache() -> None:
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    original = ConfigLoaderImpl.load_sweep_config
+    if getattr(original, "_ann_cached", False):
+        return
+
+    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        cfg = _COMPOSED.pop((id(master_config), tuple(sweep_overrides)), None)
+        if cfg is None:
+            return original(self, master_config, sweep_overrides)
+        OmegaConf.copy_cache(from_config=master_config, to_config=cfg)
+        return cfg
+
+    load_sweep_config._ann_cached = True
+    ConfigLoaderImpl.load_sweep_config = load_sweep_config
+
+
 def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> None:
+    """Compose and validate every job's config (ConfigError names the first bad one)."""
     from hydra.core.global_hydra import GlobalHydra
 
+    _install_compose_cache()
+    _COMPOSED.clear()
     loader = GlobalHydra.instance().config_loader()
     for job in jobs:
         job_cfg = loader.load_sweep_config(config, list(job))
-        with _open_struct(job_cfg):
-            del job_cfg["hydra"]
-        validate(job_cfg)
+        validate(OmegaConf.masked_copy(job_cfg, [k for k in job_cfg if k != "hydra"]))
+        _COMPOSED[(id(config), tuple(job))] = job_cfg
 
 
-class _open_struct:
-    def __init__(self, cfg: DictConfig) -> None:
-        self.cfg = cfg
+def warm_worker(tracking_uri: str) -> int:
+    """Run in a joblib worker before the jobs: import what a job imports (MLflow and its store,
+    matplotlib, the runner); only the module cache is filled, no job state. Returns the pid."""
+    import os
 
-    def __enter__(self) -> None:
-        OmegaConf.set_struct(self.cfg, False)
+    import experiments.plots  # noqa: F401 - matplotlib, for the learning curves
+    import experiments.runner  # noqa: F401 - ann, the harness
+    from mlflow.tracking import MlflowClient  # noqa: F401
 
-    def __exit__(self, *exc: object) -> None:
-        OmegaConf.set_struct(self.cfg, True)
+    if tracking_uri.startswith("sqlite:"):
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - the store a job builds
+    return os.getpid()
+
+
+class WorkerWarmup:
+    """Start a joblib launcher's worker processes while the launching process is busy.
+
+    With `hydra/launcher=joblib` and n_jobs > 1 every loky worker spends 2-3 s starting Python
+    and importing MLflow before its first job; the launching process meanwhile validates every
+    job and creates the store and the parent run on one core. `start` runs, in a thread,
+    joblib.Parallel with exactly the arguments the Hydra launcher will use and one `warm_worker`
+    call per worker; joblib keeps the workers and hands them to the launcher's own Parallel
+    call (same arguments: loky reuses its executor). `join` waits for that before the launch.
+    Only an optimisation: any failure leaves the launcher to start its workers itself.
+    """
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self.pids: list[int] = []
+
+    def start(self, config: DictConfig, tracking_uri: str) -> None:
+        launcher = config.hydra.get("launcher") or {}
+        if not str(launcher.get("_target_", "")).endswith("JoblibLauncher"):
+            return
+        try:
+            from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
+            from joblib import Parallel, delayed, effective_n_jobs
+
+            joblib_cfg = {k: v for k, v in OmegaConf.to_container(launcher, resolve=True).items()
+                          if k != "_target_"}
+            joblib_cfg["backend"] = "loky"  # what the launcher does
+            process_joblib_cfg(joblib_cfg)
+            n_workers = effective_n_jobs(joblib_cfg.get("n_jobs", -1))
+        except Exception:  # noqa: BLE001 - no warm-up, nothing else changes
+            return
+        if n_workers <= 1:  # joblib runs the jobs in this process
+            return
+
+        def warm() -> None:
+            try:
+                self.pids = Parallel(**joblib_cfg)(delayed(warm_worker)(tracking_uri) for _ in range(n_workers))
+            except Exception:  # noqa: BLE001
+                self.pids = []
+
+        self._thread = threading.Thread(target=warm, name="ann-joblib-warmup", daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float = 120.0) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+
+def release_workers() -> None:
+    """Stop joblib's idle loky workers now (all jobs have returned) instead of at exit.
+
+    Left alone, the reusable executor stays up for its 300 s idle timeout and the interpreter's
+    exit waits ~1.5 s for the workers to wind down; killed here (SIGKILL: they are idle, every
+    run ended before its job returned) they go while the report is being built.
+    """
+    try:
+        from joblib.externals.loky import reusable_executor
+    except ImportError:
+        return
+    executor = getattr(reusable_executor, "_executor", None)
+    if executor is not None:
+        try:
+            executor.shutdown(wait=False, kill_workers=True)
+        except Exception:  # noqa: BLE001 - they still stop at exit
+            pass
 
 
 def children_with_status(client, parent_run_id: str, status: str) -> list[str]:
@@ -109,6 +210,7 @@ class MlflowSweepCallback(Callback):
         self.tracking_uri: str | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        warmup = WorkerWarmup()
         try:
             found = enumerate_jobs(config)
             jobs, swept = found if found else ([], [])
@@ -118,14 +220,17 @@ class MlflowSweepCallback(Callback):
             if not jobs:
                 validate(task_cfg)
             uri = tracking.resolve_tracking_uri(config.mlflow.tracking_uri)
+            warmup.start(config, uri)  # the config is valid: workers may start
             experiment_id = tracking.ensure_experiment(uri, config.mlflow.experiment_name,
                                                        config.mlflow.description)
         except (ConfigError, tracking.StoreError) as err:
+            warmup.join()
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
         except Exception as err:  # noqa: BLE001 - Hydra would only warn and sweep on
             from experiments.train import describe
 
+            warmup.join()
             print(f"error: invalid config: {describe(err)}", file=sys.stderr)
             sys.exit(2)
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -148,6 +253,7 @@ class MlflowSweepCallback(Callback):
             "tracking_uri": uri, "experiment_id": experiment_id,
             "parent_run_id": self.parent_run_id, "swept_keys": swept}, indent=1))
         atexit.register(self._end_if_open)
+        warmup.join()
         print(f"MLflow: sweep parent run {self.parent_run_id} in experiment "
               f"'{config.mlflow.experiment_name}' ({len(jobs) or '?'} jobs)", file=sys.stderr)
 
@@ -159,6 +265,7 @@ class MlflowSweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.parent_run_id is None:
             return
+        release_workers()
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
             failed, unsent = finish_parent(self.tracking_uri, self.parent_run_id, sweep_dir)
