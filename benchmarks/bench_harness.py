@@ -9,7 +9,8 @@
     (start_time to end_time: training, evaluation and logging). Overhead = 1 - sum(epoch_seconds)
     / wall. Also the import time of `ann`, `mlflow`, `hydra` and `matplotlib` in a fresh
     interpreter (median of a few).
-(b) A 16-job sweep (`-m optimizer.lr=<16 values> trainer.max_epochs=10`) with
+(b) A 16-job sweep (`-m optimizer.lr=<16 values> trainer.max_epochs=10 early_stopping=off`,
+    then again at the default training length: 80 epochs at most, early stopping) with
     `hydra/launcher=joblib hydra.launcher.n_jobs=1` and with `n_jobs=2`, each into its own fresh
     store: wall time split into the serial part before the first child run starts, the span of
     the child runs and the serial tail after the last one ends (from the runs' MLflow start and
@@ -120,16 +121,22 @@ def bench_overhead(epochs: int, repeats: int, labels=("fresh store", "existing s
     return rows, imports
 
 
-def bench_sweep(n_runs: int, epochs: int) -> list[list]:
-    """The same n_runs-job sweep with 1 and 2 joblib workers, each into a fresh store."""
+def bench_sweep(n_runs: int, epochs: int | None) -> list[list]:
+    """The same n_runs-job sweep with 1 and 2 joblib workers, each into a fresh store.
+
+    epochs=None: the default training length (trainer.max_epochs 80 with early stopping), the
+    runs a user sweeps; an int: that many epochs, early stopping off (short, start-up bound jobs).
+    """
     lrs = ",".join(f"{0.001 * (i + 1):g}" for i in range(n_runs))
+    length = ["early_stopping=off", f"trainer.max_epochs={epochs}"] if epochs else []
+    label = f"{epochs} epochs" if epochs else "default length"
     rows, base = [], None
     for n_jobs in (1, 2):
         with tempfile.TemporaryDirectory(prefix="bench_sweep_") as tmp:
             tmp_path = Path(tmp)
             uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
             t_start = time.time()
-            wall = run_cmd([PYTHON, TRAIN, "-m", f"optimizer.lr={lrs}", f"trainer.max_epochs={epochs}",
+            wall = run_cmd([PYTHON, TRAIN, "-m", f"optimizer.lr={lrs}", *length,
                             "hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}",
                             f"hydra.sweep.dir={tmp_path / 'multirun'}"], cwd=tmp_path, uri=uri)
             t_end = time.time()
@@ -143,7 +150,7 @@ def bench_sweep(n_runs: int, epochs: int) -> list[list]:
         base = (wall, span) if base is None else base
         speedup, span_speedup = base[0] / wall, base[1] / span
         verdict = "" if n_jobs == 1 else ("ok" if speedup >= 1.6 else "MISS")
-        rows.append([f"{n_runs} jobs x {epochs} epochs, n_jobs={n_jobs}", wall, first - t_start, span,
+        rows.append([f"{n_runs} jobs x {label}, n_jobs={n_jobs}", wall, first - t_start, span,
                      t_end - last, f"{finished}/{n_runs}", train, speedup, span_speedup, verdict,
                      load_average()])
     return rows
@@ -162,6 +169,8 @@ def run(quick: bool = False, markdown: bool = False, repeats: int | None = None)
     print_table("Import time in a fresh interpreter (median, minus `python -c pass`)",
                 ["module", "seconds"], imports, markdown=markdown)
     sweep = bench_sweep(n_runs, sweep_epochs)
+    if not quick:  # the same sweep at the default training length (what a user sweeps)
+        sweep += bench_sweep(n_runs, None)
     print_table("Sweep throughput: hydra/launcher=joblib, fresh SQLite store per sweep",
                 ["sweep", "wall s", "before 1st job s", "jobs span s", "after last job s",
                  "FINISHED", "sum epoch_seconds", "speedup", "span speedup", "target >=1.6x", "load"],
