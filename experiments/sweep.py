@@ -52,8 +52,10 @@ def enumerate_jobs(config: DictConfig) -> tuple[list[list[str]], list[str]] | No
 # only checks that it composes and discards the result): 3 s of serial start for 16 jobs.
 # validate_jobs keeps what it composed in _COMPOSED, and the wrapper below hands each job's
 # config to the next load_sweep_config call for the same master config and overrides (once:
-# the entry is dropped), after re-copying the master's resolver cache as Hydra does.
+# the entry is dropped), after re-copying the master's resolver cache as Hydra does. A composed
+# config holds ~170 KB, so at most MAX_KEPT are kept (Hydra composes the rest itself again).
 _COMPOSED: dict[tuple[int, tuple[str, ...]], DictConfig] = {}
+MAX_KEPT = 256
 
 
 def _install_compose_cache() -> None:
@@ -84,7 +86,8 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> None:
     for job in jobs:
         job_cfg = loader.load_sweep_config(config, list(job))
         validate(OmegaConf.masked_copy(job_cfg, [k for k in job_cfg if k != "hydra"]))
-        _COMPOSED[(id(config), tuple(job))] = job_cfg
+        if len(_COMPOSED) < MAX_KEPT:
+            _COMPOSED[(id(config), tuple(job))] = job_cfg
 
 
 def warm_worker(tracking_uri: str) -> int:

@@ -90,3 +90,13 @@ def test_no_warmup_without_parallel_joblib(master, tracking_uri):
         warmup = sweep.WorkerWarmup()
         warmup.start(config, tracking_uri)
         assert warmup._thread is None
+
+
+def test_kept_configs_are_bounded(master, monkeypatch):
+    monkeypatch.setattr(sweep, "MAX_KEPT", 2)
+    jobs = [[f"optimizer.lr={0.1 * (i + 1):g}"] for i in range(4)]
+    sweep.validate_jobs(master, jobs)
+    assert sorted(sweep._COMPOSED) == [(id(master), tuple(j)) for j in jobs[:2]]
+    loader = GlobalHydra.instance().config_loader()
+    assert loader.load_sweep_config(master, list(jobs[3])).optimizer.lr == 0.4  # composed afresh
+    sweep._COMPOSED.clear()
