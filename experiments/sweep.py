@@ -152,6 +152,12 @@ class WorkerWarmup:
             self._thread.join(timeout)
             self._thread = None
 
+    def abandon(self) -> None:
+        """The sweep will not run: wait for the warm-up, then stop its workers."""
+        if self._thread is not None:
+            self.join()
+            release_workers()
+
 
 def release_workers() -> None:
     """Stop joblib's idle loky workers now (all jobs have returned) instead of at exit.
@@ -227,13 +233,13 @@ class MlflowSweepCallback(Callback):
             experiment_id = tracking.ensure_experiment(uri, config.mlflow.experiment_name,
                                                        config.mlflow.description)
         except (ConfigError, tracking.StoreError) as err:
-            warmup.join()
+            warmup.abandon()
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
         except Exception as err:  # noqa: BLE001 - Hydra would only warn and sweep on
             from experiments.train import describe
 
-            warmup.join()
+            warmup.abandon()
             print(f"error: invalid config: {describe(err)}", file=sys.stderr)
             sys.exit(2)
         sweep_dir = Path(config.hydra.sweep.dir)
