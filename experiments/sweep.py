@@ -272,6 +272,7 @@ class MlflowSweepCallback(Callback):
         return f"{preset} sweep" if preset and preset != "null" else "sweep"
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        _COMPOSED.clear()  # Hydra's check has run; keys hold ids of configs that may be freed
         if self.parent_run_id is None:
             return
         release_workers()

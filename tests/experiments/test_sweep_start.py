@@ -22,6 +22,13 @@ from experiments.config import ConfigError
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
+@pytest.fixture(autouse=True)
+def no_kept_configs():
+    """Entries are keyed by the master config's id, which a later test's config may reuse."""
+    yield
+    sweep._COMPOSED.clear()
+
+
 @pytest.fixture
 def master():
     """A master config as Hydra builds it for a joblib multirun (hydra node included)."""
@@ -99,4 +106,3 @@ def test_kept_configs_are_bounded(master, monkeypatch):
     assert sorted(sweep._COMPOSED) == [(id(master), tuple(j)) for j in jobs[:2]]
     loader = GlobalHydra.instance().config_loader()
     assert loader.load_sweep_config(master, list(jobs[3])).optimizer.lr == 0.4  # composed afresh
-    sweep._COMPOSED.clear()
