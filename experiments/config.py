@@ -173,6 +173,26 @@ def validate(cfg: DictConfig) -> None:
         _fail("mlflow.experiment_name", cfg.mlflow.experiment_name, "must be a non-empty string")
 
 
+def one_line(message: str) -> str:
+    """Hydra's multi-line composition errors as one line (hints and internals dropped)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if "Config search path:" in lines:
+        lines = lines[:lines.index("Config search path:")]
+    skip = ("To append", "full_key:", "object_type=", "Set the environment", "reference_type=")
+    keep = [line for line in lines if not line.startswith(skip)]
+    if any(line.startswith("Available options") for line in keep):
+        at = next(i for i, line in enumerate(keep) if line.startswith("Available options"))
+        keep = keep[:at] + [keep[at].rstrip(":").lower() + ": " + ", ".join(keep[at + 1:])]
+    return " ".join(line if line.endswith((".", ":")) else line + ";" for line in keep
+                    ).rstrip(";")
+
+
+def describe(ex: BaseException) -> str:
+    """One line for a Hydra composition error, with its cause (e.g. 'not in struct')."""
+    cause = f"\n{ex.__cause__}" if ex.__cause__ is not None else ""
+    return one_line(str(ex) + cause)
+
+
 def _plain(v: Any) -> Any:
     return OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
 

@@ -24,7 +24,7 @@ from ann.models import build_model
 from ann.training import evaluate, fit, make_rngs
 from experiments import tracking
 from experiments.config import build_training_objects, dataset_options, model_options, validate
-from experiments.resend import Uplink, unsent_message, write_unsent
+from experiments.unsent import Uplink, unsent_message, write_unsent
 
 
 @dataclass

@@ -21,7 +21,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import tracking
-from experiments.config import ConfigError, validate
+from experiments.config import ConfigError, describe, validate
 
 SWEEP_FILE = "mlflow_sweep.json"
 
@@ -191,7 +191,7 @@ def finish_parent(uri: str, parent_run_id: str, sweep_dir: Path) -> tuple[list[s
     While a job's results have not reached the store (an unsent.json in its folder) the parent
     stays RUNNING: `resend.py` sends them and calls this again.
     """
-    from experiments.resend import find_unsent
+    from experiments.unsent import find_unsent
 
     unsent = find_unsent([sweep_dir]) if sweep_dir.exists() else []
     if unsent:
@@ -199,7 +199,7 @@ def finish_parent(uri: str, parent_run_id: str, sweep_dir: Path) -> tuple[list[s
     client = tracking.client_for(uri)
     failed = children_with_status(client, parent_run_id, "FAILED")
     try:
-        from experiments.report import build_report
+        from experiments.comparison import build_report
 
         out = build_report(uri, parent_run_id, sweep_dir / "report")
         print(f"MLflow: comparison report logged to run {parent_run_id} ({out})",
@@ -237,8 +237,6 @@ class MlflowSweepCallback(Callback):
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
         except Exception as err:  # noqa: BLE001 - Hydra would only warn and sweep on
-            from experiments.train import describe
-
             warmup.abandon()
             print(f"error: invalid config: {describe(err)}", file=sys.stderr)
             sys.exit(2)

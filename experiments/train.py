@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from experiments.config import ConfigError  # noqa: E402
+from experiments.config import ConfigError, describe  # noqa: E402
 from experiments.runner import run_job  # noqa: E402
 from experiments.sweep import read_sweep_file  # noqa: E402
 from experiments.tracking import StoreError  # noqa: E402
@@ -32,26 +32,6 @@ def _blas_threads(hc, requested: int | None) -> int:
     n_jobs = hc.launcher.get("n_jobs") if hc.mode == RunMode.MULTIRUN else None
     per_job = cores if not n_jobs else max(1, cores // (cores if n_jobs < 0 else n_jobs))
     return max(1, min(requested or cores, per_job))
-
-
-def one_line(message: str) -> str:
-    """Hydra's multi-line composition errors as one line (hints and internals dropped)."""
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    if "Config search path:" in lines:
-        lines = lines[:lines.index("Config search path:")]
-    skip = ("To append", "full_key:", "object_type=", "Set the environment", "reference_type=")
-    keep = [line for line in lines if not line.startswith(skip)]
-    if any(line.startswith("Available options") for line in keep):
-        at = next(i for i, line in enumerate(keep) if line.startswith("Available options"))
-        keep = keep[:at] + [keep[at].rstrip(":").lower() + ": " + ", ".join(keep[at + 1:])]
-    return " ".join(line if line.endswith((".", ":")) else line + ";" for line in keep
-                    ).rstrip(";")
-
-
-def describe(ex: BaseException) -> str:
-    """One line for a Hydra composition error, with its cause (e.g. 'not in struct')."""
-    cause = f"\n{ex.__cause__}" if ex.__cause__ is not None else ""
-    return one_line(str(ex) + cause)
 
 
 def _compact_config_errors() -> None:

@@ -1,0 +1,344 @@
+"""The comparison of a sweep: its children grouped by arm, overlaid curves, a summary.
+
+The children of a parent run (tag `mlflow.parentRunId`) are grouped by their `ann.arm` tag (an
+arm repeated over seeds gives mean and std). The report is written to a local folder and logged
+to the parent under `report/`: comparison.png and curves_vs_{epoch,samples,seconds}.png,
+summary.csv and summary.md. The parent also receives the best arm's key metrics
+(`best_val_loss`, `best_test_accuracy` or `best_test_rmse`), the tag `best_arm`, and the
+summary as its description. Best arm = lowest mean best_val_loss among arms that neither
+failed nor diverged. Only the MlflowClient API is used, so an http:// server works too.
+The command line is experiments/report.py.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from experiments.compare_plots import ArmCurves, write_figures
+from experiments.tracking import PROJECT_ROOT, StoreError, first_line, open_store
+
+CURVE_KEYS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "train_rmse",
+              "val_rmse", "lr", "samples_seen", "wall_seconds")
+OK_STATUSES = ("FINISHED", "RUNNING")
+
+
+class ReportError(RuntimeError):
+    """Bad input for a report (unknown run or experiment, unreachable store): one line."""
+
+
+@dataclass
+class Child:
+    """One child run as the report needs it."""
+
+    run_id: str
+    arm: str
+    status: str
+    seed: str
+    start_time: int
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    params: dict[str, str]
+    history: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in OK_STATUSES
+
+    @property
+    def diverged(self) -> bool:
+        return self.tags.get("diverged", "false").lower() == "true"
+
+
+# ---------------------------------------------------------------- reading the store
+def _client(tracking_uri: str):
+    try:
+        return open_store(tracking_uri)
+    except StoreError as err:
+        raise ReportError(str(err)) from None
+
+
+def _get_run(client, run_id: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id)
+    except MlflowException as err:
+        raise ReportError(f"no run with id {run_id!r}: {first_line(err)}") from None
+
+
+def _search_all(client, experiment_ids: list[str], filter_string: str, order_by=None) -> list:
+    runs, token = [], None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string=filter_string,
+                                  max_results=1000, order_by=order_by, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _unclip(value: float) -> float:
+    """MLflow stores +-inf as +-max float; give the infinity back."""
+    return math.copysign(math.inf, value) if abs(value) >= 1.7e308 else value
+
+
+def read_children(client, parent_run_id: str, experiment_id: str) -> list[Child]:
+    """Every child of the parent with its final metrics and per-epoch histories."""
+    runs = _search_all(client, [experiment_id],
+                       f"tags.mlflow.parentRunId = '{parent_run_id}'")
+    children = []
+    for run in runs:
+        data = run.data
+        child = Child(run_id=run.info.run_id, arm=data.tags.get("ann.arm", "default"),
+                      status=run.info.status, seed=data.params.get("seed", ""),
+                      start_time=run.info.start_time or 0,
+                      metrics={k: _unclip(v) for k, v in data.metrics.items()},
+                      tags=dict(data.tags), params=dict(data.params))
+        for key in CURVE_KEYS:
+            if key in data.metrics:
+                hist = sorted(client.get_metric_history(child.run_id, key),
+                              key=lambda m: (m.step, m.timestamp))
+                last = {m.step: m.value for m in hist}  # a step logged twice: the last wins
+                steps = np.array(sorted(last), dtype=int)
+                child.history[key] = (steps, np.array([_unclip(last[s]) for s in steps],
+                                                      dtype=float))
+        children.append(child)
+    children.sort(key=lambda c: (c.start_time, c.run_id))
+    return children
+
+
+# ---------------------------------------------------------------- arms and statistics
+def group_arms(children: list[Child]) -> dict[str, list[Child]]:
+    """Children by `ann.arm`, arms in order of their first run."""
+    arms: dict[str, list[Child]] = {}
+    for child in children:
+        arms.setdefault(child.arm, []).append(child)
+    return arms
+
+
+def _mean_curve(runs: list[Child], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Mean and std over the runs at each step any of them logged."""
+    per_step: dict[int, list[float]] = {}
+    for run in runs:
+        if key in run.history:
+            for s, v in zip(*run.history[key]):
+                per_step.setdefault(int(s), []).append(float(v))
+    if not per_step:
+        return None
+    steps = np.array(sorted(per_step))
+    with np.errstate(all="ignore"):
+        mean = np.array([np.mean(per_step[s]) for s in steps])
+        std = np.array([np.std(per_step[s]) if len(per_step[s]) > 1 else 0.0 for s in steps])
+    return steps, mean, np.nan_to_num(std)
+
+
+def arm_curves(name: str, runs: list[Child]) -> ArmCurves:
+    ok = [r for r in runs if r.ok]
+    curves = ArmCurves(name=name, n_seeds=len(ok), diverged=any(r.diverged for r in ok))
+    for key in CURVE_KEYS:
+        curve = _mean_curve(ok, key)
+        if curve is not None:
+            curves.series[key] = curve
+    best = [r.metrics["best_epoch"] for r in ok if r.metrics.get("best_epoch")]
+    curves.best_epoch = float(round(np.mean(best))) if best else None
+    curves.restored = any(r.params.get("early_stopping.restore_best") == "True" for r in ok)
+    return curves
+
+
+def _stat(values: list[float]) -> tuple[float, float | None]:
+    if not values:
+        return math.nan, None
+    arr = np.asarray(values, dtype=float)
+    with np.errstate(all="ignore"):
+        return float(np.mean(arr)), (float(np.std(arr)) if arr.size > 1 else None)
+
+
+def _best_of(run: Child, key: str, higher: bool) -> float | None:
+    if key not in run.history:
+        return None
+    vals = run.history[key][1]
+    vals = vals[np.isfinite(vals)]
+    if vals.size == 0:
+        return None
+    return float(vals.max() if higher else vals.min())
+
+
+def summarise(arms: dict[str, list[Child]], quantity: str) -> list[dict]:
+    """One row per arm; numeric fields hold (mean, std or None)."""
+    rows = []
+    higher = quantity == "accuracy"
+    for name, runs in arms.items():
+        ok = [r for r in runs if r.ok]
+        failed = [r for r in runs if not r.ok]
+        row: dict = {"arm": name, "n_seeds": len(ok), "n_failed": len(failed),
+                     "status": ("FINISHED" if not failed else
+                                ", ".join(sorted({r.status for r in failed}))
+                                + ("" if not ok else f" ({len(failed)} of {len(runs)})")),
+                     "run_ids": " ".join(r.run_id for r in runs)}
+
+        def last(r: Child, key: str) -> list[float]:
+            return [float(r.history[key][1][-1])] if key in r.history else []
+
+        def metric(key: str) -> list[float]:
+            return [r.metrics[key] for r in ok if key in r.metrics]
+
+        row["final_val_loss"] = _stat([v for r in ok for v in last(r, "val_loss")])
+        row["best_val_loss"] = _stat(metric("best_val_loss"))
+        row[f"final_val_{quantity}"] = _stat([v for r in ok for v in last(r, f"val_{quantity}")])
+        row[f"best_val_{quantity}"] = _stat(
+            [v for r in ok if (v := _best_of(r, f"val_{quantity}", higher)) is not None])
+        row["test_loss"] = _stat(metric("test_loss"))
+        row[f"test_{quantity}"] = _stat(metric(f"test_{quantity}"))
+        row["best_epoch"] = _stat(metric("best_epoch"))
+        row["stopped_epoch"] = _stat(metric("stopped_epoch"))
+        row["stop_reason"] = "/".join(sorted({r.tags.get("stop_reason", "") for r in ok} - {""}))
+        n_div = sum(r.diverged for r in ok)
+        row["diverged"] = ("-" if not ok else "true" if n_div == len(ok)
+                           else "false" if n_div == 0 else f"{n_div}/{len(ok)}")
+        row["train_seconds"] = _stat(
+            [r.metrics["train_seconds"] if "train_seconds" in r.metrics
+             else (last(r, "wall_seconds") or [math.nan])[0] for r in ok])
+        rows.append(row)
+    return rows
+
+
+def best_arm(rows: list[dict]) -> dict | None:
+    """Lowest mean best_val_loss among arms with finished runs and no divergence."""
+    candidates = [r for r in rows if r["n_seeds"] > 0 and r["n_failed"] == 0
+                  and r["diverged"] == "false" and math.isfinite(r["best_val_loss"][0])]
+    return min(candidates, key=lambda r: r["best_val_loss"][0]) if candidates else None
+
+
+# ---------------------------------------------------------------- writing
+NUMERIC_FMT = {"best_epoch": "{:.1f}", "stopped_epoch": "{:.1f}", "train_seconds": "{:.2f}"}
+
+
+def _fmt(key: str, value: tuple[float, float | None]) -> str:
+    mean, std = value
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    if math.isinf(mean):
+        return "inf" if mean > 0 else "-inf"
+    fmt = NUMERIC_FMT.get(key, "{:.4g}")
+    if key in ("best_epoch", "stopped_epoch") and std is None:
+        fmt = "{:.0f}"
+    text = fmt.format(mean)
+    return text if std is None or not math.isfinite(std) else f"{text} ± {fmt.format(std)}"
+
+
+def write_summary(rows: list[dict], out_dir: Path, *, title: str, best: dict | None) -> str:
+    """summary.csv (mean and std columns) and summary.md; returns the Markdown."""
+    text_cols = ["arm", "status", "n_seeds", "n_failed"]
+    num_cols = [k for k in rows[0] if isinstance(rows[0][k], tuple)] if rows else []
+    tail_cols = ["stop_reason", "diverged"]
+    with open(out_dir / "summary.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        header = list(text_cols)
+        for k in num_cols:
+            header += [k, f"{k}_std"]
+        writer.writerow(header + tail_cols + ["run_ids"])
+        for row in rows:
+            values = [row[k] for k in text_cols]
+            for k in num_cols:
+                mean, std = row[k]
+                values += ["" if math.isnan(mean) else repr(mean), "" if std is None else repr(std)]
+            writer.writerow(values + [row[k] for k in tail_cols] + [row["run_ids"]])
+    md_cols = text_cols[:1] + text_cols[2:3] + num_cols + tail_cols + ["status"]
+    lines = [f"## {title}", ""]
+    if best is not None:
+        lines += [f"Best arm (lowest mean best_val_loss, not diverged or failed): "
+                  f"**{best['arm']}**", ""]
+    else:
+        lines += ["No arm finished without diverging or failing.", ""]
+    lines.append("| " + " | ".join(md_cols) + " |")
+    lines.append("|" + "|".join("---" for _ in md_cols) + "|")
+    for row in rows:
+        cells = [_fmt(k, row[k]) if k in num_cols else str(row[k]) for k in md_cols]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    lines += ["", "Values are mean ± std over seeds when an arm was repeated. Curves: "
+              "report/comparison.png."]
+    md = "\n".join(lines) + "\n"
+    (out_dir / "summary.md").write_text(md)
+    return md
+
+
+def default_out_dir(experiment_name: str, parent_run_id: str) -> Path:
+    return PROJECT_ROOT / "reports" / experiment_name / parent_run_id
+
+
+def build_report(tracking_uri: str, parent_run_id: str, out_dir: Path | None = None) -> Path:
+    """Write the comparison of a parent run's children locally and log it to the parent.
+
+    Raises ReportError (before logging anything) for an unknown run, a run without children or
+    an unreachable store. Returns the local folder holding the report.
+    """
+    client = _client(tracking_uri)
+    parent = _get_run(client, parent_run_id)
+    experiment = client.get_experiment(parent.info.experiment_id)
+    children = read_children(client, parent_run_id, parent.info.experiment_id)
+    if not children:
+        raise ReportError(f"run {parent_run_id} has no child runs: not a sweep's parent run")
+    out_dir = Path(out_dir) if out_dir else default_out_dir(experiment.name, parent_run_id)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    classification = any("val_accuracy" in c.metrics for c in children)
+    quantity = "accuracy" if classification else "rmse"
+    arms = group_arms(children)
+    rows = summarise(arms, quantity)
+    best = best_arm(rows)
+    title = f"{experiment.name}: {len(arms)} arms, {len(children)} runs (parent {parent_run_id})"
+    write_figures([arm_curves(n, runs) for n, runs in arms.items()], out_dir, title=title)
+    md = write_summary(rows, out_dir, title=title, best=best)
+    _gradient_flows(client, arms, out_dir, experiment.name)
+    _log_to_parent(client, parent_run_id, out_dir, md, best, quantity)
+    return out_dir
+
+
+def _gradient_flows(client, arms: dict[str, list[Child]], out_dir: Path, name: str) -> None:
+    """Overlay the recurrent arms' gradient-flow profiles (first finished run of each arm)."""
+    import csv
+    import tempfile
+
+    from experiments.compare_plots import plot_gradient_flows
+
+    profiles = {}
+    for arm, runs in arms.items():
+        run = next((r for r in runs if r.ok and "grad_flow_ratio" in r.metrics), None)
+        if run is None:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                local = client.download_artifacts(run.run_id, "gradient_flow.csv", tmp)
+            except Exception:  # noqa: BLE001 - a missing profile leaves that arm out
+                continue
+            with open(local) as fh:
+                profiles[arm] = np.array([float(row["grad_norm"]) for row in csv.DictReader(fh)])
+    if profiles:
+        plot_gradient_flows(profiles, out_dir / "gradient_flow.png",
+                            title=f"{name}: gradient reaching each time step")
+
+
+def _log_to_parent(client, parent_run_id: str, out_dir: Path, md: str, best: dict | None,
+                   quantity: str) -> None:
+    import time
+
+    from mlflow.entities import Metric, RunTag
+
+    now = int(time.time() * 1000)
+    metrics, tags = [], [RunTag("mlflow.note.content", md)]
+    if best is not None:
+        tags.append(RunTag("best_arm", best["arm"]))
+        for key, name in (("best_val_loss", "best_val_loss"), (f"test_{quantity}",
+                                                                f"best_test_{quantity}"),
+                          ("test_loss", "best_test_loss")):
+            value = best[key][0]
+            if math.isfinite(value):
+                metrics.append(Metric(name, value, now, 0))
+    client.log_batch(parent_run_id, metrics=metrics, tags=tags, synchronous=True)
+    client.log_artifacts(parent_run_id, str(out_dir), artifact_path="report")
+
+

@@ -1,0 +1,48 @@
+"""The harness is layered: every module imports only modules of a lower layer (no circles)."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+HARNESS = Path(__file__).resolve().parents[2] / "experiments"
+
+# Entry points on top, then sweep orchestration, then the job runner and the comparison
+# report, then store I/O (with what it needs below it) and figures.
+LAYERS = {
+    4: {"train", "reproduce", "report", "resend", "server"},
+    3: {"sweep"},
+    2: {"runner", "comparison"},
+    1: {"unsent"},
+    0: {"tracking", "config", "plots", "compare_plots", "signals", "__init__"},
+}
+RANK = {module: rank for rank, modules in LAYERS.items() for module in modules}
+
+
+def harness_imports(path: Path) -> set[str]:
+    """Names of experiments.* modules a file imports, at top level or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            if node.module == "experiments":
+                found.update(alias.name for alias in node.names)
+            elif node.module.startswith("experiments."):
+                found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names
+                         if a.name.startswith("experiments."))
+    return found
+
+
+def test_every_harness_module_has_a_layer():
+    modules = {p.stem for p in HARNESS.glob("*.py")}
+    assert modules <= set(RANK), f"modules without a layer: {sorted(modules - set(RANK))}"
+
+
+def test_imports_point_downward_only():
+    upward = []
+    for path in sorted(HARNESS.glob("*.py")):
+        for imported in harness_imports(path):
+            if RANK[imported] >= RANK[path.stem]:
+                upward.append(f"{path.stem} (layer {RANK[path.stem]}) imports {imported} "
+                              f"(layer {RANK[imported]})")
+    assert not upward, upward
