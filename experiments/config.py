@@ -171,6 +171,9 @@ def validate(cfg: DictConfig) -> None:
     build_training_objects(cfg)  # constructor checks of the remaining arguments
     if not isinstance(cfg.mlflow.experiment_name, str) or not cfg.mlflow.experiment_name:
         _fail("mlflow.experiment_name", cfg.mlflow.experiment_name, "must be a non-empty string")
+    if len(cfg.mlflow.experiment_name) > 256:  # MLflow's experiments.name is String(256)
+        _fail("mlflow.experiment_name", cfg.mlflow.experiment_name[:40] + "...",
+              f"at most 256 characters (MLflow's limit), got {len(cfg.mlflow.experiment_name)}")
 
 
 def one_line(message: str) -> str:
