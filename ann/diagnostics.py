@@ -19,6 +19,7 @@ def gradient_flow(model, X: Array, y: Array) -> dict:
                      LSTM, {} for an RNN
         loss = the batch loss
     Weights and optimizer state are untouched; the model's gradients are restored afterwards.
+    A diverged model gives inf/nan norms: a result, so NumPy's overflow warnings are silenced.
     """
     layers = getattr(model, "layers", None)
     recurrent = [layer for layer in (layers or []) if isinstance(layer, RecurrentBase)]
@@ -26,15 +27,16 @@ def gradient_flow(model, X: Array, y: Array) -> dict:
         raise ValueError("gradient_flow needs a model with a recurrent layer (rnn or lstm)")
     first = recurrent[0]
     saved = [{k: v.copy() for k, v in layer.grads.items()} for layer in layers]
-    try:
-        loss = float(model.loss(X, y))
-        model.backward()
-        norms = np.array(first.grad_flow, dtype=np.float64, copy=True)
-        gates = first.gate_means if isinstance(first, LSTM) else {}
-    finally:
-        for layer, grads in zip(layers, saved):
-            for k, v in grads.items():
-                layer.grads[k][...] = v
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        try:
+            loss = float(model.loss(X, y))
+            model.backward()
+            norms = np.array(first.grad_flow, dtype=np.float64, copy=True)
+            gates = first.gate_means if isinstance(first, LSTM) else {}
+        finally:
+            for layer, grads in zip(layers, saved):
+                for k, v in grads.items():
+                    layer.grads[k][...] = v
     last = norms[-1]
     ratio = float(norms[0] / last) if last > 0 else float("nan")
     return {"grad_norms": norms, "grad_flow_ratio": ratio, "gate_means": dict(gates),

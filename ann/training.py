@@ -51,8 +51,14 @@ def evaluate(model: Any, X: Array, y: Array, task: str, *, y_scale: float = 1.0,
     elements (y_scale converts standardised targets back to their original units).
     Rows go through the model in chunks of `batch_size` (default: EVAL_BATCH rows, or
     EVAL_STEPS // n_steps for sequences, so an LSTM's caches stay small); results are
-    row-weighted means.
+    row-weighted means. A diverged model scores inf or nan: a result, not a warning.
     """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _evaluate(model, X, y, task, y_scale=y_scale, batch_size=batch_size)
+
+
+def _evaluate(model: Any, X: Array, y: Array, task: str, *, y_scale: float,
+              batch_size: int | None) -> dict[str, float]:
     if batch_size is None:
         batch_size = EVAL_BATCH if X.ndim < 3 else max(16, EVAL_STEPS // X.shape[1])
     if task not in ("classification", "regression"):

@@ -8,6 +8,7 @@ allowed, before any MLflow run exists.
 from __future__ import annotations
 
 import inspect
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,16 @@ from ann.schedules import SCHEDULES
 
 class ConfigError(ValueError):
     """An invalid config value; str() is the one line shown to the user."""
+
+
+# `${ann.unique:}` in conf/config.yaml: 8 random hex digits that make every run's and every
+# sweep's output folder its own (Hydra's `<date>/<time>` alone collides within a second, and
+# across machines sharing a disk). Cached per config like Hydra's `now`, so one sweep's jobs
+# (which get a copy of the launching config's cache) all see the same value. Registered at
+# import: train.py imports this module before Hydra composes, and a launcher's worker imports
+# it when it unpickles the sweep callback (experiments.sweep).
+OmegaConf.register_new_resolver("ann.unique", lambda: secrets.token_hex(4), use_cache=True,
+                                replace=True)
 
 
 def _qualname(cls: type) -> str:

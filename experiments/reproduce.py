@@ -201,6 +201,9 @@ def reproduce(run_id: str, uri: str, out=None, err=None) -> int:
     client = _client(uri)
     original = _get_run(client, run_id)
     tags = original.data.tags
+    if tags.get("ann.role") == "parent":
+        raise ReproduceError(f"run {run_id} is a sweep's parent run, which trains nothing; "
+                             "reproduce one of its child runs (listed in its report/summary.csv)")
     with tempfile.TemporaryDirectory(prefix="ann-reproduce-") as tmp:
         cfg = load_logged_config(client, run_id, Path(tmp))
     for line in code_version_warnings(tags):
@@ -208,10 +211,13 @@ def reproduce(run_id: str, uri: str, out=None, err=None) -> int:
     overrides = split_overrides(tags.get("ann.overrides", ""))
     arm = tags.get("ann.arm", "default")
     choices = {k[len("ann.choice."):]: v for k, v in tags.items() if k.startswith("ann.choice.")}
+    # The last bits of a run depend on its BLAS threads: use the logged count (runs logged
+    # before the tag existed ran a single run's setting, run_job's default).
+    threads = tags.get("ann.blas_threads")
     try:
         outcome = run_job(cfg, overrides=overrides, experiment_id=original.info.experiment_id,
                           extra_tags={"reproduced_from": run_id}, choices=choices,
-                          tracking_uri=uri,
+                          tracking_uri=uri, threads=int(threads) if threads else None,
                           arm_overrides=[] if arm == "default" else split_overrides(arm))
     except ConfigError as e:
         raise ReproduceError(f"the logged config of run {run_id} does not validate: {e}") \

@@ -31,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracking-uri", default=None,
                         help="send to this store instead of the one the run was meant for")
     args = parser.parse_args(argv)
+    missing = [str(p) for p in args.output_dirs if not p.is_dir()]
+    if missing:
+        print(f"error: no such folder: {', '.join(missing)} (give a job's or a sweep's output "
+              "folder, as printed by the run that could not reach its store)", file=sys.stderr)
+        return 2
     jobs = find_unsent(args.output_dirs)
     if not jobs:
         print("nothing to send: no unsent.json under " + ", ".join(map(str, args.output_dirs)),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 import tempfile
 import time
@@ -82,22 +83,88 @@ def _recurrent_extras(cfg: DictConfig, data) -> dict[str, Any]:
 def run_job(cfg: DictConfig, *, overrides: list[str], parent_run_id: str | None = None,
             experiment_id: str | None = None, extra_tags: dict[str, str] | None = None,
             output_dir: Path | None = None, choices: dict[str, str] | None = None,
-            tracking_uri: str | None = None,
-            arm_overrides: list[str] | None = None) -> JobOutcome:
+            tracking_uri: str | None = None, arm_overrides: list[str] | None = None,
+            threads: int | None = None) -> JobOutcome:
     """Train `cfg` and log it as one run; config errors raise before any run exists.
 
     `tracking_uri` defaults to the config's; `arm_overrides` (the swept overrides, in a
-    sweep) name the run and its `ann.arm` tag, `overrides` otherwise.
+    sweep) name the run and its `ann.arm` tag, `overrides` otherwise. `threads` is the
+    number of BLAS threads the job runs with (default: that of a single run, see
+    `blas_threads`); it is tagged `ann.blas_threads`, since the last bits of the results
+    depend on it, and reproduce.py applies the logged value.
     Everything after validation happens inside the run: a failure to load the data or build
     the model is a FAILED run with its traceback, like a failure in training.
     """
     validate(cfg)
+    output_dir = Path(output_dir or tempfile.mkdtemp(prefix="ann-job-"))
+    claim = claim_folder(output_dir, "hydra.run.dir" if parent_run_id is None else
+                         "hydra.sweep.dir")
+    if threads is None:
+        threads = blas_threads(cfg.trainer.get("blas_threads"))
+    try:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=threads):
+            return _run_claimed(cfg, overrides=overrides, parent_run_id=parent_run_id,
+                                experiment_id=experiment_id,
+                                extra_tags={**(extra_tags or {}),
+                                            "ann.blas_threads": str(threads)},
+                                output_dir=output_dir, choices=choices,
+                                tracking_uri=tracking_uri, arm_overrides=arm_overrides)
+    finally:
+        claim.close()
+
+
+def blas_threads(requested: int | None, parallel_jobs: int = 1) -> int:
+    """BLAS threads of one job: `trainer.blas_threads` (null = all cores), capped so that
+    parallel jobs x threads never exceed the cores (oversubscribed BLAS is many times slower)."""
+    cores = os.cpu_count() or 1
+    return max(1, min(requested or cores, max(1, cores // max(1, parallel_jobs))))
+
+
+def claim_folder(folder: Path, key: str):
+    """Hold `folder` for this process: an exclusive lock on `folder/.ann.lock`, kept until the
+    returned file is closed (or the process ends). Two runs or sweeps writing into one folder
+    would log each other's artifacts; the second is refused with one line naming `key`.
+    A folder holding results that never reached the store (unsent.json) is refused too."""
+    import fcntl
+
+    from experiments.config import ConfigError
+    from experiments.unsent import UNSENT_FILE
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = open(folder / ".ann.lock", "a+")
+    except OSError as err:
+        raise ConfigError(f"invalid config: {key}={str(folder)!r}: cannot create the output "
+                          f"folder: {err.strerror or err}") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "?"
+        lock.close()
+        raise ConfigError(f"invalid config: {key}={str(folder)!r}: the folder is in use by "
+                          f"another run or sweep (pid {holder}); give each its own folder"
+                          ) from None
+    if (folder / UNSENT_FILE).exists():
+        lock.close()
+        raise ConfigError(f"invalid config: {key}={str(folder)!r}: the folder holds results "
+                          f"not yet sent to the store; send them first: python "
+                          f"experiments/resend.py {folder}")
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock
+
+
+def _run_claimed(cfg: DictConfig, *, overrides, parent_run_id, experiment_id, extra_tags,
+                 output_dir: Path, choices, tracking_uri, arm_overrides) -> JobOutcome:
     uri = tracking_uri or tracking.resolve_tracking_uri(cfg.mlflow.tracking_uri)
     if experiment_id is None:
         experiment_id = tracking.ensure_experiment(uri, cfg.mlflow.experiment_name,
                                                    cfg.mlflow.description)
-    output_dir = Path(output_dir or tempfile.mkdtemp(prefix="ann-job-"))
-    output_dir.mkdir(parents=True, exist_ok=True)
     commit, dirty = tracking.git_info()
     arm = arm_label(overrides if arm_overrides is None else arm_overrides)
     tags = {
@@ -133,6 +200,9 @@ def run_job(cfg: DictConfig, *, overrides: list[str], parent_run_id: str | None 
         outcome.tags.update(tags)
     except KeyboardInterrupt:
         _end_quietly(client, run_id, "KILLED")
+        from experiments.signals import note_killed
+
+        note_killed(run_id)  # a launcher's job process exits here, so its pool stops
         raise
     except BaseException as err:
         (output_dir / "traceback.txt").write_text(traceback.format_exc())
@@ -156,6 +226,8 @@ def run_job(cfg: DictConfig, *, overrides: list[str], parent_run_id: str | None 
         print(f"error: {message}", file=sys.stderr)  # a sweep's job: the other jobs go on
         outcome.status = "UNSENT"
     return outcome
+
+
 
 
 def _end_quietly(client, run_id: str, status: str) -> None:

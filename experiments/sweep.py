@@ -22,8 +22,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments import tracking
 from experiments.config import ConfigError, describe, validate
+from experiments.runner import claim_folder
 
 SWEEP_FILE = "mlflow_sweep.json"
+# The sweep folder's claim (see runner.claim_folder), held while this process lives: kept at
+# module level, since the callback object itself is pickled into every job.
+_held: list = []
 
 
 def read_sweep_file(sweep_dir: Path) -> dict[str, Any] | None:
@@ -76,16 +80,36 @@ def _install_compose_cache() -> None:
     ConfigLoaderImpl.load_sweep_config = load_sweep_config
 
 
-def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> None:
-    """Compose and validate every job's config (ConfigError names the first bad one)."""
+def validate_jobs(config: DictConfig, jobs: list[list[str]], swept: list[str] = ()) -> None:
+    """Compose and validate every job's config (ConfigError names the first bad one), and
+    refuse a sweep that cannot mean what it says: one over comparison presets (each preset is
+    a sweep with its own experiment, which Hydra does not nest: its jobs would all be
+    "default", reported as seeds of one arm) or one that runs the same job twice (`seed=0,0`,
+    `optimizer.lr=0.1,0.10`: identical composed configs, reported as two seeds)."""
     from hydra.core.global_hydra import GlobalHydra
 
+    presets = [k for k in swept if k.lstrip("+~") == "experiment"]
+    if presets:
+        values = sorted({o.split("=", 1)[1] for job in jobs for o in job
+                         if o.split("=", 1)[0].lstrip("+~") == "experiment"})
+        raise ConfigError(f"invalid config: experiment={','.join(values)}: a sweep over "
+                          "comparison presets is not supported; each preset is a sweep of its "
+                          "own: run one command per preset")
     _install_compose_cache()
     _COMPOSED.clear()
     loader = GlobalHydra.instance().config_loader()
-    for job in jobs:
+    seen: dict[str, int] = {}
+    for number, job in enumerate(jobs):
         job_cfg = loader.load_sweep_config(config, list(job))
-        validate(OmegaConf.masked_copy(job_cfg, [k for k in job_cfg if k != "hydra"]))
+        task = OmegaConf.masked_copy(job_cfg, [k for k in job_cfg if k != "hydra"])
+        validate(task)
+        key = OmegaConf.to_yaml(task, resolve=True)
+        if key in seen:
+            raise ConfigError(
+                f"invalid config: {' '.join(job) or '(no overrides)'}: the sweep would run this "
+                f"job twice (jobs #{seen[key]} and #{number} have the same config); every job "
+                "of a sweep must differ: drop the repeated value")
+        seen[key] = number
         if len(_COMPOSED) < MAX_KEPT:
             _COMPOSED[(id(config), tuple(job))] = job_cfg
 
@@ -224,7 +248,7 @@ class MlflowSweepCallback(Callback):
             found = enumerate_jobs(config)
             jobs, swept = found if found else ([], [])
             if jobs:
-                validate_jobs(config, jobs)
+                validate_jobs(config, jobs, swept)
             task_cfg = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
             if not jobs:
                 validate(task_cfg)
@@ -232,6 +256,8 @@ class MlflowSweepCallback(Callback):
             warmup.start(config, uri)  # the config is valid: workers may start
             experiment_id = tracking.ensure_experiment(uri, config.mlflow.experiment_name,
                                                        config.mlflow.description)
+            sweep_dir = Path(config.hydra.sweep.dir)
+            _held.append(claim_folder(sweep_dir, "hydra.sweep.dir"))  # until the process ends
         except (ConfigError, tracking.StoreError) as err:
             warmup.abandon()
             print(f"error: {err}", file=sys.stderr)
@@ -240,8 +266,6 @@ class MlflowSweepCallback(Callback):
             warmup.abandon()
             print(f"error: invalid config: {describe(err)}", file=sys.stderr)
             sys.exit(2)
-        sweep_dir = Path(config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
         client = tracking.client_for(uri)
         commit, dirty = tracking.git_info()
         choices = config.hydra.runtime.choices

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import os
-import signal
+import re
 import sys
 from pathlib import Path
 
@@ -19,19 +19,19 @@ from omegaconf import DictConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from experiments import signals  # noqa: E402
 from experiments.config import ConfigError, describe  # noqa: E402
-from experiments.runner import run_job  # noqa: E402
+from experiments.runner import blas_threads, run_job  # noqa: E402
 from experiments.sweep import read_sweep_file  # noqa: E402
 from experiments.tracking import StoreError  # noqa: E402
 
 
-def _blas_threads(hc, requested: int | None) -> int:
-    """BLAS threads for this job: `trainer.blas_threads` (null = all cores), capped so that
-    parallel jobs x threads never exceed the cores (oversubscribed BLAS is many times slower)."""
-    cores = os.cpu_count() or 1
+def _parallel_jobs(hc) -> int:
+    """How many jobs of this sweep run at once on this machine (1 outside a joblib sweep)."""
     n_jobs = hc.launcher.get("n_jobs") if hc.mode == RunMode.MULTIRUN else None
-    per_job = cores if not n_jobs else max(1, cores // (cores if n_jobs < 0 else n_jobs))
-    return max(1, min(requested or cores, per_job))
+    if not n_jobs:
+        return 1
+    return (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
 
 
 def _compact_config_errors() -> None:
@@ -63,15 +63,37 @@ def _compact_config_errors() -> None:
     hydra_utils.run_and_report = run_and_report
 
 
-def _terminate_as_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def _handle_sigterm() -> None:
-    """`kill` (SIGTERM, also what schedulers send) ends runs as KILLED, like Ctrl-C."""
+    """A job starts: Ctrl-C and `kill` (SIGTERM, also what schedulers send) end its run KILLED.
+
+    In the launching process the handlers are already installed (`__main__`); in a job process
+    of a launcher (a loky worker, a submitit task) they are installed here, and that process
+    exits once the run is KILLED (experiments/signals.py).
+    """
+    signals.enter_job(sys._getframe(1))
+
+
+def _drop_refused_folder(folder: Path, err: Exception) -> None:
+    """A refused run leaves no output folder behind: remove what Hydra put there (.hydra/,
+    the job log) unless the folder holds anything else (results to resend, another run's)."""
+    import fcntl
+    import shutil
+
+    if isinstance(err, StoreError) and (folder / "unsent.json").exists():
+        return
     try:
-        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
-    except ValueError:  # not the main thread of the interpreter: leave it alone
+        with open(folder / ".ann.lock", "a") as lock:  # held by another run: its folder
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return
+    ours = {".hydra", ".ann.lock", f"{HydraConfig.get().job.name}.log"}
+    try:
+        if folder.is_dir() and {p.name for p in folder.iterdir()} <= ours:
+            shutil.rmtree(folder)
+            parent = folder.parent  # Hydra's <date> folder, when this run was its only one
+            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", parent.name) and not any(parent.iterdir()):
+                parent.rmdir()
+    except OSError:
         pass
 
 
@@ -88,18 +110,20 @@ def main(cfg: DictConfig) -> float | None:
         kwargs = dict(parent_run_id=sweep["parent_run_id"], experiment_id=sweep["experiment_id"],
                       tracking_uri=sweep["tracking_uri"],
                       arm_overrides=[o for o in overrides if o.split("=", 1)[0] in swept])
-    threads = _blas_threads(hc, cfg.trainer.get("blas_threads"))
+    threads = blas_threads(cfg.trainer.get("blas_threads"), _parallel_jobs(hc))
     try:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=threads):
-            outcome = run_job(cfg, overrides=overrides, choices=choices,
-                              output_dir=Path(hc.runtime.output_dir), **kwargs)
+        outcome = run_job(cfg, overrides=overrides, choices=choices, threads=threads,
+                          output_dir=Path(hc.runtime.output_dir), **kwargs)
     except (ConfigError, StoreError) as err:
+        if hc.mode != RunMode.MULTIRUN:
+            _drop_refused_folder(Path(hc.runtime.output_dir), err)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     if hc.mode != RunMode.MULTIRUN:
+        diverged = outcome.tags.get("diverged") == "true"
         print(f"MLflow run {outcome.run_id}: {outcome.status}"
+              + (f" (diverged at epoch {outcome.metrics.get('stopped_epoch', 0):.0f}: tagged "
+                 "diverged=true)" if diverged else "")
               + "".join(f" {k}={v:.4g}" for k, v in outcome.metrics.items()
                         if k.startswith("test_")), file=sys.stderr)
         if outcome.status != "FINISHED":
@@ -109,5 +133,13 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    signals.install_launcher()  # before Hydra: a sweep's launching process must end it too
     _compact_config_errors()
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the runs are KILLED; one line, no traceback
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            import traceback
+
+            traceback.print_exc()
+        sys.exit(signals.finish())
