@@ -90,9 +90,11 @@ def _drop_refused_folder(folder: Path, err: Exception) -> None:
     try:
         if folder.is_dir() and {p.name for p in folder.iterdir()} <= ours:
             shutil.rmtree(folder)
-            parent = folder.parent  # Hydra's <date> folder, when this run was its only one
-            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", parent.name) and not any(parent.iterdir()):
-                parent.rmdir()
+            date = folder.parent  # outputs/<date>/ of the default hydra.run.dir, if now empty
+            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", date.name) and not any(date.iterdir()):
+                date.rmdir()
+                if date.parent.name == "outputs" and not any(date.parent.iterdir()):
+                    date.parent.rmdir()
     except OSError:
         pass
 
