@@ -294,25 +294,31 @@ def _send(pid: int, signum: int) -> None:
         pass
 
 
+def _stoppable() -> dict[int, str | None]:
+    """Descendants minus those that ignore SIGTERM: the resource trackers of multiprocessing
+    and loky, which exit by themselves once this process is gone (and, killed, are relaunched
+    by loky and print KeyErrors for the resources they no longer know)."""
+    return {p: s for p, s in descendants().items() if not _ignores_sigterm(p)}
+
+
 def stop_descendants(grace: float = GRACE_SECONDS) -> list[int]:
-    """SIGTERM every descendant process, wait up to `grace` s for those that handle it (each
-    job process ends its run KILLED and exits), then SIGKILL whatever is left. Returns the
-    pids that were stopped. Processes orphaned meanwhile (a submitit task whose controller
-    died) are still followed: the whole tree is read before any signal is sent."""
-    procs = descendants()
+    """SIGTERM every descendant process, wait up to `grace` s (each job process ends its run
+    KILLED and exits), then SIGKILL whatever is left. Returns the pids that were stopped.
+    Processes orphaned meanwhile (a submitit task whose controller died) are still followed:
+    the whole tree is read before any signal is sent."""
+    procs = _stoppable()
     if not procs:
         return []
     for pid in procs:
         _send(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while True:
-        for pid, start in descendants().items():  # started meanwhile (a respawned worker)
+        for pid, start in _stoppable().items():  # started meanwhile (a respawned worker)
             if pid not in procs:
                 procs[pid] = start
                 _send(pid, signal.SIGTERM)
         alive = [p for p, s in procs.items() if _alive(p, s)]
-        waiting = [p for p in alive if not _ignores_sigterm(p)]
-        if not waiting or time.monotonic() >= deadline:
+        if not alive or time.monotonic() >= deadline:
             break
         time.sleep(0.05)
     for pid in alive:

@@ -20,7 +20,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from experiments import tracking
+from experiments import signals, tracking
 from experiments.config import ConfigError, describe, validate
 from experiments.runner import claim_folder
 
@@ -116,9 +116,12 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]], swept: list[str] = 
 
 def warm_worker(tracking_uri: str) -> int:
     """Run in a joblib worker before the jobs: import what a job imports (MLflow and its store,
-    matplotlib, the runner); only the module cache is filled, no job state. Returns the pid."""
+    matplotlib, the runner); only the module cache is filled, no job state. Returns the pid.
+    Also installs the worker's signal handling at once (an idle worker then exits on SIGTERM
+    or Ctrl-C, and when the launching process is gone)."""
     import os
 
+    signals.install_worker()
     import experiments.plots  # noqa: F401 - matplotlib, for the learning curves
     import experiments.runner  # noqa: F401 - ann, the harness
     from mlflow.tracking import MlflowClient  # noqa: F401
@@ -188,7 +191,9 @@ def release_workers() -> None:
 
     Left alone, the reusable executor stays up for its 300 s idle timeout and the interpreter's
     exit waits ~1.5 s for the workers to wind down; killed here (SIGKILL: they are idle, every
-    run ended before its job returned) they go while the report is being built.
+    run ended before its job returned) they go while the report is being built. After an
+    interrupt the workers were already stopped (signals.stop_descendants: SIGTERM first, so
+    each ends its run KILLED); this only shuts the executor down.
     """
     try:
         from joblib.externals.loky import reusable_executor
@@ -284,6 +289,7 @@ class MlflowSweepCallback(Callback):
             "tracking_uri": uri, "experiment_id": experiment_id,
             "parent_run_id": self.parent_run_id, "swept_keys": swept}, indent=1))
         atexit.register(self._end_if_open)
+        signals.at_interrupt(self._end_interrupted)
         warmup.join()
         print(f"MLflow: sweep parent run {self.parent_run_id} in experiment "
               f"'{config.mlflow.experiment_name}' ({len(jobs) or '?'} jobs)", file=sys.stderr)
@@ -322,15 +328,47 @@ class MlflowSweepCallback(Callback):
         return children_with_status(client, self.parent_run_id, status)
 
     def _end_if_open(self) -> None:
-        """At interpreter exit: a parent still open means the sweep was cut short."""
+        """At interpreter exit: a parent still open means the sweep was cut short (a job
+        raised, or an interrupt that did not reach train.py's handler)."""
         if self.parent_run_id is None:
             return
         try:
-            client = tracking.client_for(self.tracking_uri)
-            killed = isinstance(sys.exc_info()[1], KeyboardInterrupt) or bool(
-                self._children_with_status(client, "KILLED"))
-            for run_id in self._children_with_status(client, "RUNNING"):
-                client.set_terminated(run_id, "KILLED")
-            client.set_terminated(self.parent_run_id, "KILLED" if killed else "FAILED")
+            self._end_cut_short(killed=signals.received() is not None)
         except Exception:  # noqa: BLE001
             pass
+
+    def _end_interrupted(self) -> str | None:
+        """After Ctrl-C or SIGTERM (signals.finish, in the launching process): the words of
+        its one line."""
+        if self.parent_run_id is None:
+            return None
+        return self._end_cut_short(killed=True)
+
+    def _end_cut_short(self, killed: bool) -> str:
+        """Stop every process of the sweep, THEN end each RUNNING child KILLED (no process is
+        left that could still log to it) and the parent KILLED (or FAILED when a job raised
+        and nothing was interrupted). Returns what was done, in a few words."""
+        parent_run_id, self.parent_run_id = self.parent_run_id, None
+        release_workers()
+        signals.stop_descendants()
+        client = tracking.client_for(self.tracking_uri)
+        parent = client.get_run(parent_run_id)
+        children = client.search_runs([parent.info.experiment_id],
+                                      filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+                                      max_results=10000)
+        status = {c.info.run_id: c.info.status for c in children}
+        for run_id, state in status.items():
+            if state == "RUNNING":
+                client.set_terminated(run_id, "KILLED")
+                status[run_id] = "KILLED"
+        n_killed = sum(s == "KILLED" for s in status.values())
+        end = "KILLED" if killed or n_killed else "FAILED"
+        client.set_terminated(parent_run_id, end)
+        n_jobs = parent.data.tags.get("ann.n_jobs", "")
+        finished = sum(s == "FINISHED" for s in status.values())
+        text = (f"sweep parent {parent_run_id} {end} and {n_killed} child "
+                f"run{'s' if n_killed != 1 else ''} KILLED; {finished} of "
+                f"{n_jobs if n_jobs.isdigit() else '?'} jobs finished")
+        if n_jobs.isdigit() and int(n_jobs) > len(status):
+            text += f", {int(n_jobs) - len(status)} never started"
+        return text
