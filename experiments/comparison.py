@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -230,8 +231,38 @@ def _fmt(key: str, value: tuple[float, float | None]) -> str:
     return text if std is None or not math.isfinite(std) else f"{text} ± {fmt.format(std)}"
 
 
-def write_summary(rows: list[dict], out_dir: Path, *, title: str, best: dict | None) -> str:
-    """summary.csv (mean and std columns) and summary.md; returns the Markdown."""
+def completeness(parent, children: list[Child]) -> tuple[str | None, str | None]:
+    """What the sweep lacks: (a few words for the title, a sentence for the summary), or
+    (None, None) when every job of the sweep (the parent's `ann.n_jobs`) has a FINISHED run.
+
+    Fewer children than jobs means the sweep was KILLED or ended early; children that are
+    not FINISHED (KILLED, FAILED, still RUNNING) are counted by status."""
+    expected = parent.data.tags.get("ann.n_jobs", "")
+    expected = int(expected) if expected.isdigit() else None
+    short, sentences = None, []
+    if expected is not None and len(children) < expected:
+        missing = expected - len(children)
+        why = {"KILLED": "the sweep was KILLED", "FAILED": "the sweep ended early",
+               "RUNNING": "the sweep is still running or was cut short"}.get(
+                   parent.info.status, "the sweep ended early")
+        short = f"{len(children)} of {expected} jobs ran"
+        sentences.append(f"{len(children)} of {expected} jobs ran; {missing} missing ({why}).")
+    counts: dict[str, int] = {}
+    for child in children:
+        if child.status != "FINISHED":
+            counts[child.status] = counts.get(child.status, 0) + 1
+    if counts:
+        n_bad = sum(counts.values())
+        sentences.append(f"{n_bad} of {len(children)} run{'s' if len(children) != 1 else ''} "
+                         f"did not finish: " + ", ".join(f"{n} {s}" for s, n in sorted(
+                             counts.items())) + ".")
+    return short, (" ".join(sentences) or None)
+
+
+def write_summary(rows: list[dict], out_dir: Path, *, title: str, best: dict | None,
+                  notice: str | None = None) -> str:
+    """summary.csv (mean and std columns) and summary.md; returns the Markdown. `notice`
+    (what the sweep lacks, see `completeness`) comes first, in bold."""
     text_cols = ["arm", "status", "n_seeds", "n_failed"]
     num_cols = [k for k in rows[0] if isinstance(rows[0][k], tuple)] if rows else []
     tail_cols = ["stop_reason", "diverged"]
@@ -249,6 +280,8 @@ def write_summary(rows: list[dict], out_dir: Path, *, title: str, best: dict | N
             writer.writerow(values + [row[k] for k in tail_cols] + [row["run_ids"]])
     md_cols = text_cols[:1] + text_cols[2:3] + num_cols + tail_cols + ["status"]
     lines = [f"## {title}", ""]
+    if notice:
+        lines += [f"**Not every job finished:** {notice}", ""]
     if best is not None:
         lines += [f"Best arm (lowest mean best_val_loss, not diverged or failed): "
                   f"**{best['arm']}**", ""]
@@ -291,8 +324,12 @@ def build_report(tracking_uri: str, parent_run_id: str, out_dir: Path | None = N
     rows = summarise(arms, quantity)
     best = best_arm(rows)
     title = f"{experiment.name}: {len(arms)} arms, {len(children)} runs (parent {parent_run_id})"
+    short, notice = completeness(parent, children)
+    if short:
+        title += f"; {short}"
+        print(f"warning: sweep {parent_run_id} is incomplete: {notice}", file=sys.stderr)
     write_figures([arm_curves(n, runs) for n, runs in arms.items()], out_dir, title=title)
-    md = write_summary(rows, out_dir, title=title, best=best)
+    md = write_summary(rows, out_dir, title=title, best=best, notice=notice)
     _gradient_flows(client, arms, out_dir, experiment.name)
     _log_to_parent(client, parent_run_id, out_dir, md, best, quantity)
     return out_dir
