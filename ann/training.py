@@ -85,10 +85,14 @@ class FitResult:
     """What `fit` returns.
 
     history[key][i] is metric `key` of epoch i + 1 (the keys of the `on_epoch` metrics).
-    best_epoch counts from 1 and is None when no epoch had a finite validation loss (e.g.
-    divergence in the first epoch); best_val_loss is then inf. initial_train_loss is the train
-    loss before any update (the divergence reference); n_updates counts optimizer steps;
-    train_seconds sums epoch_seconds; metrics is the last epoch's metrics dict.
+    Only completed epochs are in the history: the epoch in which training diverged is not.
+    best_epoch counts from 1 and is None when no epoch completed (divergence in the first
+    epoch); best_val_loss is then inf. initial_train_loss and initial_val_loss are the losses
+    before any update (the first is the divergence reference); n_updates counts optimizer
+    steps applied; train_seconds sums epoch_seconds; metrics is the last completed epoch's
+    metrics dict. divergence is None, or where training diverged: {"epoch": e, "update": u
+    (1-based count over the whole run), "loss": the loss reached (a batch's loss before its
+    update was applied, or the train loss at the end of the epoch; may be inf or nan)}.
     """
 
     history: dict[str, list[float]]
@@ -102,6 +106,8 @@ class FitResult:
     n_updates: int = 0
     train_seconds: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)
+    initial_val_loss: float = math.nan
+    divergence: dict[str, float] | None = None
 
 
 def _check_args(batch_size: Any, max_epochs: Any, clip_grad_norm: Any, divergence_factor: Any) -> None:
@@ -135,9 +141,13 @@ def fit(model: Any, data: Any, *, optimizer: Any, schedule: Any = None,
     pre-clip norm over the epoch's updates), `epoch_seconds` (the updates only, evaluation
     excluded), `wall_seconds` (cumulative), `samples_seen` (cumulative) go to
     `on_epoch(epoch, metrics)` and the history; then schedule.observe(val_loss) and the early
-    stopping update. Divergence (stop_reason "diverged"): a non-finite batch loss or gradient
-    (stops at once, the bad step is not applied), a non-finite train/val loss, or train loss >
-    divergence_factor x the train loss before any update (None disables that test).
+    stopping update. Divergence (stop_reason "diverged") is detected at the update where it
+    happens: a batch whose loss or gradient is non-finite, or whose loss exceeds
+    divergence_factor x the train loss before any update (None disables that test), stops
+    training before that update is applied; so does a non-finite train/val loss, or a train
+    loss above that limit, at the end of an epoch. The diverging epoch is neither reported to
+    `on_epoch` nor kept in the history, and the model gets back the weights of the last
+    completed epoch (the initial ones if none completed): what is logged stays finite.
     At the end, with early_stopping.restore_best and a best epoch, the model gets the best
     epoch's weights back whatever ended training. early_stopping=None tracks the best epoch only.
     Training starts from fresh state: optimizer, schedule and early stopping are reset first.
@@ -166,10 +176,13 @@ def fit(model: Any, data: Any, *, optimizer: Any, schedule: Any = None,
     wall = 0.0
     stop_reason, diverged, epoch, metrics = "max_epochs", False, 0, {}
 
+    divergence = None
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         initial = evaluate(model, X, y, task, y_scale=y_scale)["loss"]
+        initial_val = evaluate(model, data.X_val, data.y_val, task, y_scale=y_scale)["loss"]
         limit = math.inf if divergence_factor is None else divergence_factor * initial
         for epoch in range(1, max_epochs + 1):
+            completed = model.get_weights()  # rolled back to if this epoch diverges
             lr = optimizer.lr * schedule(epoch - 1)
             perm = rng.permutation(n)
             if full_batch:
@@ -177,7 +190,7 @@ def fit(model: Any, data: Any, *, optimizer: Any, schedule: Any = None,
             else:
                 Xp, yp = X[perm], y[perm]
             params = model.params()
-            norm_sum, n_steps, bad_batch = 0.0, 0, False
+            norm_sum, n_steps = 0.0, 0
             t0 = time.perf_counter()
             for start in range(0, n, bs):
                 xb, yb = Xp[start:start + bs], yp[start:start + bs]
@@ -185,18 +198,28 @@ def fit(model: Any, data: Any, *, optimizer: Any, schedule: Any = None,
                 model.backward()
                 grads = model.grads()
                 norm = global_norm(grads) if clip_grad_norm is None else clip_by_global_norm(grads, clip_grad_norm)
-                if not math.isfinite(norm + batch_loss):
-                    bad_batch = True
+                if not math.isfinite(norm + batch_loss) or batch_loss > limit:
+                    divergence = {"epoch": epoch, "update": n_updates + n_steps + 1,
+                                  "loss": float(batch_loss)}
                     break
                 optimizer.step(params, grads, lr)
                 norm_sum += norm
                 n_steps += 1
                 samples_seen += len(xb)
             seconds = time.perf_counter() - t0
-            wall += seconds
             n_updates += n_steps
-            train = evaluate(model, X, y, task, y_scale=y_scale)
-            val = evaluate(model, data.X_val, data.y_val, task, y_scale=y_scale)
+            if divergence is None:
+                train = evaluate(model, X, y, task, y_scale=y_scale)
+                val = evaluate(model, data.X_val, data.y_val, task, y_scale=y_scale)
+                if (not math.isfinite(train["loss"]) or not math.isfinite(val["loss"])
+                        or train["loss"] > limit):
+                    divergence = {"epoch": epoch, "update": n_updates,
+                                  "loss": float(train["loss"])}
+            if divergence is not None:
+                stop_reason, diverged = "diverged", True
+                model.set_weights(completed)
+                break
+            wall += seconds
             metrics = {"train_loss": train["loss"], f"train_{metric}": train[metric],
                        "val_loss": val["loss"], f"val_{metric}": val[metric], "lr": lr,
                        "grad_norm": norm_sum / n_steps if n_steps else math.nan,
@@ -205,10 +228,6 @@ def fit(model: Any, data: Any, *, optimizer: Any, schedule: Any = None,
                 history.setdefault(key, []).append(value)
             if on_epoch is not None:
                 on_epoch(epoch, metrics)
-            if (bad_batch or not math.isfinite(train["loss"]) or not math.isfinite(val["loss"])
-                    or train["loss"] > limit):
-                stop_reason, diverged = "diverged", True
-                break
             schedule.observe(val["loss"])
             if stopper.update(epoch, val["loss"], weights_fn):
                 stop_reason = "early_stopping"
@@ -220,4 +239,5 @@ def fit(model: Any, data: Any, *, optimizer: Any, schedule: Any = None,
         restored = True
     return FitResult(history=history, best_epoch=stopper.best_epoch, best_val_loss=stopper.best_val_loss,
                      stopped_epoch=epoch, stop_reason=stop_reason, diverged=diverged, restored=restored,
-                     initial_train_loss=initial, n_updates=n_updates, train_seconds=wall, metrics=metrics)
+                     initial_train_loss=initial, n_updates=n_updates, train_seconds=wall, metrics=metrics,
+                     initial_val_loss=initial_val, divergence=divergence)

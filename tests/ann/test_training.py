@@ -164,11 +164,40 @@ def test_restore_best_false_keeps_last_weights():
 
 def test_nan_gradient_stops_at_once_without_applying_it():
     model = LinearModel(3, nan_after=3)
+    initial = model.get_weights()
     res = fit(model, regression_data(), optimizer=SGD(0.01), batch_size=5, max_epochs=10,
               rng=np.random.default_rng(0), divergence_factor=None)
     assert res.diverged and res.stop_reason == "diverged" and res.stopped_epoch == 1
-    assert res.n_updates == 3 and res.history["samples_seen"] == [15.0]
-    assert np.isfinite(model.W).all()
+    assert res.n_updates == 3 and res.divergence["epoch"] == 1 and res.divergence["update"] == 4
+    assert not math.isfinite(res.divergence["loss"] + 0.0) or res.divergence["loss"] >= 0
+    # The diverging (first) epoch is not reported, and the weights are the last completed
+    # epoch's: here the initial ones.
+    assert res.history == {} and res.best_epoch is None
+    for k, v in initial.items():
+        np.testing.assert_array_equal(model.get_weights()[k], v)
+
+
+def test_divergence_is_caught_at_the_update_and_rolls_back_to_the_last_epoch():
+    data = regression_data()
+    model = LinearModel(3)
+    seen, snaps = [], {}
+
+    def on_epoch(epoch, metrics):
+        seen.append(epoch)
+        snaps[epoch] = model.get_weights()
+
+    res = fit(model, data, optimizer=SGD(0.9), batch_size=10, max_epochs=50,
+              rng=np.random.default_rng(0), on_epoch=on_epoch)
+    assert res.diverged and res.divergence is not None
+    limit = 10 * res.initial_train_loss
+    # Stopped at the first batch above the limit, before applying it.
+    assert res.divergence["loss"] > limit and res.divergence["epoch"] == res.stopped_epoch
+    assert seen == list(range(1, res.stopped_epoch)) == list(range(1, len(res.history["train_loss"]) + 1))
+    assert max(res.history["train_loss"] + res.history["val_loss"]) <= limit
+    assert all(math.isfinite(v) for values in res.history.values() for v in values)
+    assert res.n_updates == res.divergence["update"] - 1
+    for k, v in snaps[res.stopped_epoch - 1].items():
+        np.testing.assert_array_equal(model.get_weights()[k], v)
 
 
 def test_divergence_by_factor_and_disabled():
@@ -176,7 +205,8 @@ def test_divergence_by_factor_and_disabled():
     res = fit(LinearModel(3), data, optimizer=SGD(1.5), batch_size=None, max_epochs=30,
               rng=np.random.default_rng(0))
     assert res.diverged and res.stop_reason == "diverged"
-    assert res.history["train_loss"][-1] > 10 * res.initial_train_loss
+    assert res.divergence["loss"] > 10 * res.initial_train_loss
+    assert max(res.history.get("train_loss", [0.0])) <= 10 * res.initial_train_loss
     res2 = fit(LinearModel(3), data, optimizer=SGD(1.5), batch_size=None, max_epochs=3,
                rng=np.random.default_rng(0), divergence_factor=None)
     assert not res2.diverged and res2.stop_reason == "max_epochs"
