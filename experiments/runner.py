@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import sys
 import tempfile
@@ -272,14 +273,19 @@ def _train_and_log(cfg, client, run_id, data, model, objects, rngs, output_dir, 
 
     final = _final_metrics(data, model, result, wall[0])
     tags = {"stop_reason": result.stop_reason, "diverged": str(result.diverged).lower()}
+    if result.divergence is not None:  # where and how: the loss reached may be inf or 1e230
+        tags.update({"diverged_epoch": str(result.divergence["epoch"]),
+                     "diverged_update": str(result.divergence["update"]),
+                     "diverged_loss": f"{result.divergence['loss']:.6g}"})
     client.log_batch(run_id, metrics=tracking.metrics_batch(final, 0, int(time.time() * 1000)),
                      tags=_tag_list(tags), synchronous=True)
-    _write_local(output_dir, result.history, final, tags, model)
+    _write_local(output_dir, result.history, final, tags, model, result.divergence)
     from experiments.plots import plot_learning_curves
 
     title = f"{cfg.model.kind} on {cfg.dataset.name}"
     plot_learning_curves(result.history, output_dir / "learning_curves.png", title=title,
-                         best_epoch=result.best_epoch, diverged=result.diverged)
+                         best_epoch=result.best_epoch, diverged=result.diverged,
+                         divergence=result.divergence)
     for name in ("learning_curves.png", "weights.npz", "history.csv"):
         client.log_artifact(run_id, str(output_dir / name))
     if cfg.model.kind != "mlp":
@@ -318,11 +324,17 @@ class _EpochSender:
 
 
 def _final_metrics(data, model, result, wall_seconds: float) -> dict[str, float]:
+    """Test metrics and run summaries; only finite values (MLflow stores inf as 1.8e308 and
+    drops NaN from the run page). A run that diverged in its first epoch has no best epoch:
+    its best is then epoch 0, the initial weights (fit rolled them back)."""
     test = evaluate(model, data.X_test, data.y_test, data.task, y_scale=data.y_scale)
     final = {f"test_{k}": v for k, v in test.items()}
+    best_epoch, best_val_loss = result.best_epoch, result.best_val_loss
+    if best_epoch is None:
+        best_epoch, best_val_loss = 0, result.initial_val_loss
     final.update({
-        "best_epoch": result.best_epoch or 0,
-        "best_val_loss": result.best_val_loss,
+        "best_epoch": best_epoch,
+        "best_val_loss": best_val_loss,
         "stopped_epoch": result.stopped_epoch,
         "initial_train_loss": result.initial_train_loss,
         "train_seconds": wall_seconds,
@@ -331,7 +343,7 @@ def _final_metrics(data, model, result, wall_seconds: float) -> dict[str, float]
     })
     for key, value in (data.baseline or {}).items():
         final[f"baseline_{key}"] = value
-    return final
+    return {k: float(v) for k, v in final.items() if math.isfinite(v)}
 
 
 def _tag_list(tags: dict[str, str]):
@@ -340,13 +352,19 @@ def _tag_list(tags: dict[str, str]):
     return [RunTag(k, v) for k, v in tags.items()]
 
 
-def _write_local(output_dir: Path, history, final, tags, model) -> None:
+def _write_local(output_dir: Path, history, final, tags, model, divergence=None) -> None:
+    """history.csv (one row per completed epoch; a diverged run ends with a row for the
+    diverging epoch whose `note` says where and how), weights.npz, final.json."""
     keys = list(history)
     with open(output_dir / "history.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["epoch", *keys])
-        for i in range(len(history[keys[0]])):
-            writer.writerow([i + 1, *(repr(float(history[k][i])) for k in keys)])
+        writer.writerow(["epoch", *keys, "note"])
+        for i in range(len(history[keys[0]]) if keys else 0):
+            writer.writerow([i + 1, *(repr(float(history[k][i])) for k in keys), ""])
+        if divergence is not None:
+            writer.writerow([divergence["epoch"], *("" for _ in keys),
+                             f"diverged at update {divergence['update']}: loss "
+                             f"{divergence['loss']:.6g}"])
     np.savez(output_dir / "weights.npz", **model.get_weights())
     (output_dir / "final.json").write_text(json.dumps({"metrics": final, "tags": tags},
                                                       indent=1, default=float))

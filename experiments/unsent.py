@@ -82,6 +82,8 @@ def _history(output_dir: Path) -> list[tuple[int, dict[str, float]]]:
     rows, wall = [], 0.0
     with open(path, newline="") as fh:
         for row in csv.DictReader(fh):
+            if row.pop("note", ""):  # the diverging epoch: not a completed one, not logged
+                continue
             epoch = int(row.pop("epoch"))
             values = {k: float(v) for k, v in row.items()}
             wall += values.get("epoch_seconds", 0.0)
