@@ -11,6 +11,9 @@ classification), inputs standardised with the training split's statistics only
   them (y_original = y * y_scale + y_mean), so an RMSE times `y_scale` is in original units.
 - Sequence tasks (digits_seq, adding, sine) come from `ann.sequences` and are not standardised
   (digits_seq pixels are already scaled to [0, 1] by the generator).
+- `x_mean` and `x_scale` (n_in,) record the input scaling as a shift and a scale per feature:
+  x_model = (x_raw - x_mean) / x_scale (the last axis of sequences); zeros and ones where no
+  scaling is applied. A model applied to raw inputs applies them first.
 - `baseline`: a reference score on the test split from the training split alone: for regression
   {"test_mse", "test_rmse"} of predicting the training mean (rmse in original units), for
   classification {"test_accuracy"} of predicting the majority training class.
@@ -58,6 +61,8 @@ class Dataset:
     options: dict[str, Any] = field(default_factory=dict)
     y_mean: float = 0.0
     y_scale: float = 1.0
+    x_mean: Array | None = None  # (n_in,) input shift; None: no scaling (zeros)
+    x_scale: Array | None = None  # (n_in,) input scale; None: no scaling (ones)
 
     def digest(self) -> str:
         """sha256 over every split's name, dtype, shape and bytes (in SPLITS order)."""
@@ -294,12 +299,15 @@ def _split(X: Array, y: Array, classification: bool, val_fraction: float, test_f
     return X_train, y_train, X_val, y_val, X_test, y_test
 
 
-def _standardise(train: Array, *others: Array) -> tuple[Array, ...]:
-    """Subtract the training mean and divide by the training std (per feature, 1 where std = 0)."""
+def _standardise(train: Array, *others: Array) -> tuple[tuple[Array, ...], Array, Array]:
+    """Subtract the training mean and divide by the training std (per feature, 1 where std = 0).
+
+    Returns (the arrays transformed, mean, std): x <- (x - mean) / std.
+    """
     mean = train.mean(axis=0)
     std = train.std(axis=0)
     std = np.where(std > 0, std, 1.0)
-    return tuple((a - mean) / std for a in (train, *others))
+    return tuple((a - mean) / std for a in (train, *others)), mean, std
 
 
 def load_dataset(name: str, *, rng: np.random.Generator, val_fraction: float = 0.15,
@@ -335,8 +343,9 @@ def load_dataset(name: str, *, rng: np.random.Generator, val_fraction: float = 0
     if not classification and y.ndim == 1:
         y = y[:, None]
     X_tr, y_tr, X_va, y_va, X_te, y_te = _split(X, y, classification, val_fraction, test_fraction, rng)
+    x_mean, x_scale = np.zeros(X.shape[-1]), np.ones(X.shape[-1])
     if kind == "tabular":
-        X_tr, X_va, X_te = _standardise(X_tr, X_va, X_te)
+        (X_tr, X_va, X_te), x_mean, x_scale = _standardise(X_tr, X_va, X_te)
     y_mean, y_scale = 0.0, 1.0
     if name in STANDARDISED_TARGETS:
         y_mean, y_scale = float(y_tr.mean()), float(y_tr.std()) or 1.0
@@ -359,4 +368,5 @@ def load_dataset(name: str, *, rng: np.random.Generator, val_fraction: float = 0
     return Dataset(name=name, X_train=X_tr, y_train=y_tr, X_val=X_va, y_val=y_va, X_test=X_te, y_test=y_te,
                    task=task, n_classes=n_classes, n_in=int(X.shape[-1]), n_out=n_out,
                    is_sequence=kind != "tabular", many_to_many=kind == "many_to_many", baseline=baseline,
-                   options=dict(options), y_mean=y_mean, y_scale=y_scale)
+                   options=dict(options), y_mean=y_mean, y_scale=y_scale, x_mean=x_mean,
+                   x_scale=x_scale)
