@@ -227,6 +227,43 @@ def build_training_objects(cfg: DictConfig) -> TrainingObjects:
     )
 
 
+# Settings of the harness, not of the job (where it logs, how it shows progress, how many
+# BLAS threads compute it): in the logged config.yaml, never MLflow params.
+HARNESS_KEYS = ("mlflow", "trainer.progress", "trainer.blas_threads")
+MAX_PARAM_LENGTH = 6000
+
+
+def job_params(cfg: DictConfig) -> dict[str, str]:
+    """What defines the job, as MLflow params: every leaf of the resolved config as a dotted
+    key (lists whole, `[128, 64]`), minus HARNESS_KEYS; a group's `_target_` class path
+    becomes the group's registry name (`optimizer: adam`, `schedule: cosine`; early stopping
+    has one class, its settings say all)."""
+    node = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
+    out: dict[str, str] = {}
+
+    def walk(value: Any, dotted: str) -> None:
+        if dotted in HARNESS_KEYS:
+            return
+        if isinstance(value, dict) and value:
+            for key, sub in value.items():
+                if key == "_target_":
+                    name = _registry_name(dotted, sub)
+                    if name is not None:
+                        out[dotted] = name
+                    continue
+                walk(sub, f"{dotted}.{key}" if dotted else str(key))
+        else:
+            out[dotted] = str(value)[:MAX_PARAM_LENGTH]
+
+    walk(node, "")
+    return out
+
+
+def _registry_name(group: str, target: Any) -> str | None:
+    registry = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES}.get(group, {})
+    return next((name for name, cls in registry.items() if _qualname(cls) == target), None)
+
+
 def dataset_options(cfg: DictConfig) -> dict[str, Any]:
     """The dataset node as keyword arguments of ann.data.load_dataset (minus the name)."""
     opts = OmegaConf.to_container(cfg.dataset, resolve=True)

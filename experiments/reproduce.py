@@ -174,11 +174,18 @@ def _get_run(client, run_id: str):
         raise ReproduceError(f"no run with id {run_id!r}: {first_line(err)}") from None
 
 
+def _base_name(tags: dict[str, str]) -> str:
+    """The original's run name without the divergence mark."""
+    name = tags.get("mlflow.runName", "run")
+    return name[:-len(" (diverged)")] if name.endswith(" (diverged)") else name
+
+
 def code_version_warnings(tags: dict[str, str]) -> list[str]:
     from experiments.tracking import git_info
 
     commit, dirty = git_info()
-    logged_commit, logged_dirty = tags.get("git_commit"), tags.get("git_dirty")
+    logged_commit = tags.get("mlflow.source.git.commit", tags.get("git_commit"))
+    logged_dirty = tags.get("git_dirty")
     out = []
     if logged_commit != commit:
         out.append(f"warning: code version differs: the run was logged at git commit "
@@ -210,13 +217,14 @@ def reproduce(run_id: str, uri: str, out=None, err=None) -> int:
         print(line, file=err)
     overrides = split_overrides(tags.get("ann.overrides", ""))
     arm = tags.get("ann.arm", "default")
-    choices = {k[len("ann.choice."):]: v for k, v in tags.items() if k.startswith("ann.choice.")}
     # The last bits of a run depend on its BLAS threads: use the logged count (runs logged
     # before the tag existed ran a single run's setting, run_job's default).
     threads = tags.get("ann.blas_threads")
     try:
         outcome = run_job(cfg, overrides=overrides, experiment_id=original.info.experiment_id,
-                          extra_tags={"reproduced_from": run_id}, choices=choices,
+                          extra_tags={"reproduced_from": run_id},
+                          run_name=f"{_base_name(tags)} (reproduction)",
+                          source_name="experiments/reproduce.py",
                           tracking_uri=uri, threads=int(threads) if threads else None,
                           arm_overrides=[] if arm == "default" else split_overrides(arm))
     except ConfigError as e:

@@ -25,7 +25,8 @@ from ann.data import load_dataset
 from ann.models import build_model
 from ann.training import evaluate, fit, make_rngs
 from experiments import tracking
-from experiments.config import build_training_objects, dataset_options, model_options, validate
+from experiments.config import (build_training_objects, dataset_options, job_params,
+                                model_options, validate)
 from experiments.unsent import Uplink, unsent_message, write_unsent
 
 
@@ -83,13 +84,15 @@ def _recurrent_extras(cfg: DictConfig, data) -> dict[str, Any]:
 
 def run_job(cfg: DictConfig, *, overrides: list[str], parent_run_id: str | None = None,
             experiment_id: str | None = None, extra_tags: dict[str, str] | None = None,
-            output_dir: Path | None = None, choices: dict[str, str] | None = None,
+            output_dir: Path | None = None,
             tracking_uri: str | None = None, arm_overrides: list[str] | None = None,
-            threads: int | None = None) -> JobOutcome:
+            threads: int | None = None, run_name: str | None = None,
+            source_name: str = "experiments/train.py") -> JobOutcome:
     """Train `cfg` and log it as one run; config errors raise before any run exists.
 
     `tracking_uri` defaults to the config's; `arm_overrides` (the swept overrides, in a
-    sweep) name the run and its `ann.arm` tag, `overrides` otherwise. `threads` is the
+    sweep) name the run (`run_name` wins) and its `ann.arm` tag, `overrides` otherwise;
+    `source_name` is the entry point shown as the run's Source. `threads` is the
     number of BLAS threads the job runs with (default: that of a single run, see
     `blas_threads`); it is tagged `ann.blas_threads`, since the last bits of the results
     depend on it, and reproduce.py applies the logged value.
@@ -110,8 +113,9 @@ def run_job(cfg: DictConfig, *, overrides: list[str], parent_run_id: str | None 
                                 experiment_id=experiment_id,
                                 extra_tags={**(extra_tags or {}),
                                             "ann.blas_threads": str(threads)},
-                                output_dir=output_dir, choices=choices,
-                                tracking_uri=tracking_uri, arm_overrides=arm_overrides)
+                                output_dir=output_dir,
+                                tracking_uri=tracking_uri, arm_overrides=arm_overrides,
+                                run_name=run_name, source_name=source_name)
     finally:
         claim.close()
 
@@ -160,33 +164,92 @@ def claim_folder(folder: Path, key: str):
     return lock
 
 
+def run_label(overrides: list[str]) -> str:
+    """A run's readable name: its overrides (a sweep child: its swept values, seed included)
+    minus where it logs and Hydra's own settings; "default" when none is left."""
+    keep = [o for o in overrides
+            if not o.split("=", 1)[0].lstrip("+~").startswith(("hydra", "mlflow", "experiment"))]
+    return ",".join(keep) or "default"
+
+
+def source_tags(commit: str, source_name: str) -> dict[str, str]:
+    """MLflow's own source tags, which fill the UI's User, Source and Version columns."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    tags = {"mlflow.user": user, "mlflow.source.name": source_name,
+            "mlflow.source.type": "LOCAL"}
+    if commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def descriptor_params(data, model) -> dict[str, str]:
+    """Numbers that describe the job rather than result from training: params, not metrics."""
+    out = {"model.n_params": str(sum(p.size for p in model.params().values())),
+           "dataset.n_train": str(len(data.X_train)), "dataset.n_val": str(len(data.X_val)),
+           "dataset.n_test": str(len(data.X_test))}
+    out.update({f"dataset.baseline_{k}": repr(float(v)) for k, v in (data.baseline or {}).items()})
+    return out
+
+
+def dataset_inputs(cfg: DictConfig, data, digest: str) -> list:
+    """The three splits as MLflow dataset inputs (contexts train / validation / test), so the
+    UI's Datasets column and filter work. Their digest is the run's `dataset_digest` tag cut to
+    MLflow's 36 characters; MLflow keeps one input per (name, digest), hence a name per split."""
+    import json
+
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    source = json.dumps({"loader": "ann.data.load_dataset", "name": cfg.dataset.name,
+                         "seed": int(cfg.seed), **dataset_options(cfg)}, default=str)
+    inputs = []
+    for context, X, y in (("train", data.X_train, data.y_train),
+                          ("validation", data.X_val, data.y_val),
+                          ("test", data.X_test, data.y_test)):
+        schema = {"mlflow_tensorspec": {
+            "features": json.dumps([{"type": "tensor", "tensor-spec": {
+                "dtype": str(X.dtype), "shape": [-1, *X.shape[1:]]}}]),
+            "targets": json.dumps([{"type": "tensor", "tensor-spec": {
+                "dtype": str(y.dtype), "shape": [-1, *y.shape[1:]]}}])}}
+        profile = {"features_shape": list(X.shape), "targets_shape": list(y.shape)}
+        dataset = Dataset(name=f"{cfg.dataset.name}-{context}", digest=digest[:36],
+                          source_type="code", source=source, schema=json.dumps(schema),
+                          profile=json.dumps(profile))
+        inputs.append(DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)]))
+    return inputs
+
+
 def _run_claimed(cfg: DictConfig, *, overrides, parent_run_id, experiment_id, extra_tags,
-                 output_dir: Path, choices, tracking_uri, arm_overrides) -> JobOutcome:
+                 output_dir: Path, tracking_uri, arm_overrides, run_name: str | None,
+                 source_name: str) -> JobOutcome:
     uri = tracking_uri or tracking.resolve_tracking_uri(cfg.mlflow.tracking_uri)
     if experiment_id is None:
         experiment_id = tracking.ensure_experiment(uri, cfg.mlflow.experiment_name,
                                                    cfg.mlflow.description)
     commit, dirty = tracking.git_info()
     arm = arm_label(overrides if arm_overrides is None else arm_overrides)
+    run_name = run_name or run_label(overrides if arm_overrides is None else arm_overrides)
     tags = {
+        "mlflow.runName": run_name,
         "ann.role": "child" if parent_run_id else "single",
         "ann.arm": arm,
         "ann.overrides": ",".join(overrides),
-        "git_commit": commit,
+        **source_tags(commit, source_name),
         "git_dirty": str(dirty).lower(),
-        "ann.output_dir": str(output_dir),
-        **{f"ann.choice.{k}": str(v) for k, v in (choices or {}).items()},
         **(extra_tags or {}),
     }
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
-    params = tracking.flatten(cfg)
+    params = job_params(cfg)
     (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
     # A store failure from here on does not stop training: the Uplink sends nothing more, the
     # results stay in output_dir with an unsent.json marker, and resend.py sends them later.
     client = Uplink(tracking.client_for(uri))
-    run_name = arm if parent_run_id else None
     run = client.create_run(experiment_id, run_name=run_name, tags=tags)
     run_id = run.info.run_id if run is not None else None
     try:
@@ -195,8 +258,13 @@ def _run_claimed(cfg: DictConfig, *, overrides, parent_run_id, experiment_id, ex
         data, model, objects, rngs = prepare(cfg)
         tags["dataset_digest"] = data.digest()
         client.set_tag(run_id, "dataset_digest", tags["dataset_digest"])
+        _log_params(client, run_id, descriptor_params(data, model))
+        client.log_inputs(run_id, datasets=dataset_inputs(cfg, data, tags["dataset_digest"]))
         outcome = _train_and_log(cfg, client, run_id, data, model, objects, rngs, output_dir,
                                  in_sweep=parent_run_id is not None)
+        if outcome.tags.get("diverged") == "true":  # recognisable at a glance in the runs table
+            tags["mlflow.runName"] = f"{run_name} (diverged)"
+            client.set_tag(run_id, "mlflow.runName", tags["mlflow.runName"])
         client.set_terminated(run_id, "FINISHED")
         outcome.tags.update(tags)
     except KeyboardInterrupt:
@@ -339,10 +407,7 @@ def _final_metrics(data, model, result, wall_seconds: float) -> dict[str, float]
         "initial_train_loss": result.initial_train_loss,
         "train_seconds": wall_seconds,
         "n_updates": result.n_updates,
-        "n_params": sum(p.size for p in model.params().values()),
     })
-    for key, value in (data.baseline or {}).items():
-        final[f"baseline_{key}"] = value
     return {k: float(v) for k, v in final.items() if math.isfinite(v)}
 
 

@@ -104,7 +104,6 @@ def main(cfg: DictConfig) -> float | None:
     _handle_sigterm()
     hc = HydraConfig.get()
     overrides = list(hc.overrides.task)
-    choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra/")}
     sweep = read_sweep_file(Path(hc.sweep.dir)) if hc.mode == RunMode.MULTIRUN else None
     kwargs = {}
     if sweep:
@@ -114,7 +113,7 @@ def main(cfg: DictConfig) -> float | None:
                       arm_overrides=[o for o in overrides if o.split("=", 1)[0] in swept])
     threads = blas_threads(cfg.trainer.get("blas_threads"), _parallel_jobs(hc))
     try:
-        outcome = run_job(cfg, overrides=overrides, choices=choices, threads=threads,
+        outcome = run_job(cfg, overrides=overrides, threads=threads,
                           output_dir=Path(hc.runtime.output_dir), **kwargs)
     except (ConfigError, StoreError) as err:
         if hc.mode != RunMode.MULTIRUN:

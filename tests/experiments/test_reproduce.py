@@ -69,7 +69,7 @@ def test_reproduction_in_a_fresh_process_is_identical(tracking_uri, client, tmp_
 
 
 def test_a_different_code_version_is_reported(logged_run, client, tracking_uri, capsys):
-    client.set_tag(logged_run, "git_commit", "0" * 40)
+    client.set_tag(logged_run, "mlflow.source.git.commit", "0" * 40)
     assert main([logged_run, "--tracking-uri", tracking_uri]) == 0  # metrics still match
     captured = capsys.readouterr()
     assert "code version differs" in captured.err and "0" * 40 in captured.err

@@ -21,10 +21,13 @@ def test_single_run_logs_everything(tracking_uri, client, tmp_path):
     assert exp.artifact_location.startswith("file:///")  # absolute, not cwd-relative
     p, m, t = run.data.params, run.data.metrics, run.data.tags
     # every leaf of the resolved config is a param
-    for key in ("seed", "dataset.name", "model.hidden", "optimizer.lr", "optimizer._target_",
+    for key in ("seed", "dataset.name", "model.hidden", "optimizer.lr",
                 "trainer.batch_size", "trainer.gd", "early_stopping.patience",
-                "schedule._target_", "mlflow.experiment_name"):
+                "schedule", "optimizer", "model.n_params", "dataset.n_train"):
         assert key in p, key
+    # where it logs, how it shows progress, how many threads: config.yaml, not params
+    assert not [k for k in p if k.startswith("mlflow") or k.endswith("_target_")
+                or k in ("trainer.progress", "trainer.blas_threads")], sorted(p)
     assert p["model.hidden"] == "[16]" and p["dataset.name"] == "iris"
     # per-epoch metrics, one value per epoch, steps 1..n
     for key in ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr", "grad_norm",
@@ -36,7 +39,7 @@ def test_single_run_logs_everything(tracking_uri, client, tmp_path):
     for key in ("test_loss", "test_accuracy", "best_epoch", "best_val_loss", "stopped_epoch"):
         assert key in m, key
     assert m["stopped_epoch"] == 4
-    for key in ("git_commit", "git_dirty", "dataset_digest", "ann.overrides", "stop_reason",
+    for key in ("mlflow.source.git.commit", "git_dirty", "dataset_digest", "ann.overrides", "stop_reason",
                 "diverged"):
         assert key in t, key
     assert t["stop_reason"] == "max_epochs" and t["diverged"] == "false"
