@@ -21,8 +21,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import signals, tracking
-from experiments.config import ConfigError, describe, validate
-from experiments.runner import claim_folder
+from experiments.config import MAX_PARAM_LENGTH, ConfigError, describe, job_params, validate
+from experiments.runner import claim_folder, source_tags
 
 SWEEP_FILE = "mlflow_sweep.json"
 # The sweep folder's claim (see runner.claim_folder), held while this process lives: kept at
@@ -80,12 +80,14 @@ def _install_compose_cache() -> None:
     ConfigLoaderImpl.load_sweep_config = load_sweep_config
 
 
-def validate_jobs(config: DictConfig, jobs: list[list[str]], swept: list[str] = ()) -> None:
+def validate_jobs(config: DictConfig, jobs: list[list[str]],
+                  swept: list[str] = ()) -> list[dict[str, str]]:
     """Compose and validate every job's config (ConfigError names the first bad one), and
     refuse a sweep that cannot mean what it says: one over comparison presets (each preset is
     a sweep with its own experiment, which Hydra does not nest: its jobs would all be
     "default", reported as seeds of one arm) or one that runs the same job twice (`seed=0,0`,
-    `optimizer.lr=0.1,0.10`: identical composed configs, reported as two seeds)."""
+    `optimizer.lr=0.1,0.10`: identical composed configs, reported as two seeds).
+    Returns each job's params (config.job_params)."""
     from hydra.core.global_hydra import GlobalHydra
 
     presets = [k for k in swept if k.lstrip("+~") == "experiment"]
@@ -99,6 +101,7 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]], swept: list[str] = 
     _COMPOSED.clear()
     loader = GlobalHydra.instance().config_loader()
     seen: dict[str, int] = {}
+    params = []
     for number, job in enumerate(jobs):
         job_cfg = loader.load_sweep_config(config, list(job))
         task = OmegaConf.masked_copy(job_cfg, [k for k in job_cfg if k != "hydra"])
@@ -110,8 +113,31 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]], swept: list[str] = 
                 f"job twice (jobs #{seen[key]} and #{number} have the same config); every job "
                 "of a sweep must differ: drop the repeated value")
         seen[key] = number
+        params.append(job_params(task))
         if len(_COMPOSED) < MAX_KEPT:
             _COMPOSED[(id(config), tuple(job))] = job_cfg
+    return params
+
+
+def parent_params(job_params_list: list[dict[str, str]], jobs: list[list[str]],
+                  swept: list[str]) -> dict[str, str]:
+    """The sweep parent's params: those all its jobs share, plus each swept key with its values
+    in job order (`optimizer.lr` = `0.01,0.1`), so filtering runs by a shared setting keeps the
+    parent and a swept key shows what was compared."""
+    if not job_params_list:
+        return {}
+    first = job_params_list[0]
+    shared = {k: v for k, v in first.items() if all(p.get(k) == v for p in job_params_list)}
+    for key in swept:
+        name = key.lstrip("+~")
+        values = []
+        for job in jobs:
+            value = next((o.split("=", 1)[1] for o in job
+                          if o.split("=", 1)[0].lstrip("+~") == name), None)
+            if value is not None and value not in values:
+                values.append(value)
+        shared[name] = ",".join(values)[:MAX_PARAM_LENGTH]
+    return shared
 
 
 def warm_worker(tracking_uri: str) -> int:
@@ -252,8 +278,7 @@ class MlflowSweepCallback(Callback):
         try:
             found = enumerate_jobs(config)
             jobs, swept = found if found else ([], [])
-            if jobs:
-                validate_jobs(config, jobs, swept)
+            per_job = validate_jobs(config, jobs, swept) if jobs else []
             task_cfg = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
             if not jobs:
                 validate(task_cfg)
@@ -274,17 +299,24 @@ class MlflowSweepCallback(Callback):
         client = tracking.client_for(uri)
         commit, dirty = tracking.git_info()
         choices = config.hydra.runtime.choices
-        run = client.create_run(experiment_id, run_name=self._run_name(config), tags={
+        name = self._run_name(config, swept)
+        run = client.create_run(experiment_id, run_name=name, tags={
+            "mlflow.runName": name,
             "ann.role": "parent",
             "ann.sweep_dir": str(sweep_dir.resolve()),
             "ann.swept_keys": ",".join(swept),
             "ann.n_jobs": str(len(jobs)) if jobs else "unknown",
             "ann.overrides": ",".join(config.hydra.overrides.task),
             "ann.launcher": str(choices.get("hydra/launcher", "basic")),
-            "git_commit": commit,
+            **source_tags(commit, "experiments/train.py"),
             "git_dirty": str(dirty).lower(),
         })
         self.parent_run_id, self.tracking_uri = run.info.run_id, uri
+        from mlflow.entities import Param
+
+        items = [Param(k, v) for k, v in parent_params(per_job, jobs, swept).items()]
+        for start in range(0, len(items), 100):
+            client.log_batch(self.parent_run_id, params=items[start:start + 100])
         (sweep_dir / SWEEP_FILE).write_text(json.dumps({
             "tracking_uri": uri, "experiment_id": experiment_id,
             "parent_run_id": self.parent_run_id, "swept_keys": swept}, indent=1))
@@ -295,9 +327,12 @@ class MlflowSweepCallback(Callback):
               f"'{config.mlflow.experiment_name}' ({len(jobs) or '?'} jobs)", file=sys.stderr)
 
     @staticmethod
-    def _run_name(config: DictConfig) -> str:
+    def _run_name(config: DictConfig, swept: list[str]) -> str:
+        """`lr_tuning: optimizer.lr`, `sweep: optimizer.lr, seed` (preset, then swept keys)."""
         preset = config.hydra.runtime.choices.get("experiment")
-        return f"{preset} sweep" if preset and preset != "null" else "sweep"
+        head = preset if preset and preset != "null" else "sweep"
+        keys = ", ".join(k.lstrip("+~") for k in swept)
+        return f"{head}: {keys}" if keys else head
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         _COMPOSED.clear()  # Hydra's check has run; keys hold ids of configs that may be freed
