@@ -23,6 +23,7 @@ from ann.schedules import Constant
 Array = np.ndarray
 STOP_REASONS = ("max_epochs", "early_stopping", "diverged")
 EVAL_BATCH = 4096  # rows per forward pass in `evaluate` for tabular data
+DIVERGENCE_WINDOW = 100  # updates over which batch losses are averaged for the limit test
 EVAL_STEPS = 65536  # sequences: rows x time steps per forward pass (bounds cached activations)
 
 
@@ -142,9 +143,11 @@ def fit(model: Any, data: Any, *, optimizer: Any, schedule: Any = None,
     excluded), `wall_seconds` (cumulative), `samples_seen` (cumulative) go to
     `on_epoch(epoch, metrics)` and the history; then schedule.observe(val_loss) and the early
     stopping update. Divergence (stop_reason "diverged") is detected at the update where it
-    happens: a batch whose loss or gradient is non-finite, or whose loss exceeds
-    divergence_factor x the train loss before any update (None disables that test), stops
-    training before that update is applied; so does a non-finite train/val loss, or a train
+    happens: a batch whose loss or gradient is non-finite, or after which the running mean of
+    batch losses (an exponential average over min(DIVERGENCE_WINDOW, batches per epoch)
+    updates, starting from the initial train loss) exceeds divergence_factor x the train loss
+    before any update (None disables that test), stops training before that update is
+    applied; so does a non-finite train/val loss, or a train
     loss above that limit, at the end of an epoch. The diverging epoch is neither reported to
     `on_epoch` nor kept in the history, and the model gets back the weights of the last
     completed epoch (the initial ones if none completed): what is logged stays finite.
@@ -181,6 +184,11 @@ def fit(model: Any, data: Any, *, optimizer: Any, schedule: Any = None,
         initial = evaluate(model, X, y, task, y_scale=y_scale)["loss"]
         initial_val = evaluate(model, data.X_val, data.y_val, task, y_scale=y_scale)["loss"]
         limit = math.inf if divergence_factor is None else divergence_factor * initial
+        # Batch losses are smoothed (a running mean over about an epoch's updates, at most
+        # DIVERGENCE_WINDOW, starting from the initial loss) before the limit test: one hard
+        # sample's loss may exceed 10x the mean without anything diverging.
+        window = min(DIVERGENCE_WINDOW, -(-n // bs))
+        smoothed = initial
         for epoch in range(1, max_epochs + 1):
             completed = model.get_weights()  # rolled back to if this epoch diverges
             lr = optimizer.lr * schedule(epoch - 1)
@@ -198,7 +206,8 @@ def fit(model: Any, data: Any, *, optimizer: Any, schedule: Any = None,
                 model.backward()
                 grads = model.grads()
                 norm = global_norm(grads) if clip_grad_norm is None else clip_by_global_norm(grads, clip_grad_norm)
-                if not math.isfinite(norm + batch_loss) or batch_loss > limit:
+                smoothed += (batch_loss - smoothed) / window
+                if not math.isfinite(norm + batch_loss) or smoothed > limit:
                     divergence = {"epoch": epoch, "update": n_updates + n_steps + 1,
                                   "loss": float(batch_loss)}
                     break

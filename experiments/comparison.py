@@ -323,16 +323,60 @@ def build_report(tracking_uri: str, parent_run_id: str, out_dir: Path | None = N
     arms = group_arms(children)
     rows = summarise(arms, quantity)
     best = best_arm(rows)
-    title = f"{experiment.name}: {len(arms)} arms, {len(children)} runs (parent {parent_run_id})"
+    title = f"{experiment.name}: {len(arms)} arms, {len(children)} runs"
     short, notice = completeness(parent, children)
     if short:
         title += f"; {short}"
         print(f"warning: sweep {parent_run_id} is incomplete: {notice}", file=sys.stderr)
     write_figures([arm_curves(n, runs) for n, runs in arms.items()], out_dir, title=title)
-    md = write_summary(rows, out_dir, title=title, best=best, notice=notice)
+    write_summary(rows, out_dir, title=f"{title} (parent run {parent_run_id})", best=best,
+                  notice=notice)
+    text = overview(rows, quantity, title=title, best=best, notice=notice)
+    (out_dir / "overview.md").write_text(text)
     _gradient_flows(client, arms, out_dir, experiment.name)
-    _log_to_parent(client, parent_run_id, out_dir, md, best, quantity)
+    _log_to_parent(client, parent_run_id, out_dir, text, best, quantity)
     return out_dir
+
+
+def overview(rows: list[dict], quantity: str, *, title: str, best: dict | None,
+             notice: str | None) -> str:
+    """The parent run's description (and what the sweep prints at its end): the best arm and
+    the arms ranked, one short line each, in plain lines that render in the UI's narrow "About
+    this run" panel and in the runs table's Description column. The full table is
+    report/summary.md."""
+    def score(row: dict) -> str:
+        parts = []
+        for key, label in (("best_val_loss", "best val loss"),
+                           (f"test_{quantity}", f"test {quantity}")):
+            mean, std = row[key]
+            if math.isfinite(mean):
+                parts.append(f"{label} {_fmt(key, (mean, std))}")
+        return ", ".join(parts) or "no result"
+
+    def rank_key(row: dict) -> tuple:
+        ok = row["n_seeds"] > 0 and row["n_failed"] == 0 and row["diverged"] == "false"
+        loss = row["best_val_loss"][0]
+        return (not ok, loss if math.isfinite(loss) else math.inf)
+
+    lines = []
+    if best is not None:
+        lines.append(f"Best arm: {best['arm']} ({score(best)}).")
+    else:
+        lines.append("No arm finished without diverging or failing.")
+    if notice:
+        lines += ["", f"Not every job finished: {notice}"]
+    lines += ["", f"{title}, ranked by best val loss"
+              + (" (mean ± std over seeds)" if any(r["n_seeds"] > 1 for r in rows) else "")
+              + ":", ""]
+    for i, row in enumerate(sorted(rows, key=rank_key), start=1):
+        flag = ""
+        if row["diverged"] not in ("false", "-"):
+            flag = " - diverged" + ("" if row["diverged"] == "true" else f" ({row['diverged']})")
+        if row["n_failed"]:
+            flag += f" - {row['status']}"
+        lines.append(f"{i}. {row['arm']}: {score(row)}{flag}")
+    lines += ["", "Full table: report/summary.md; curves: report/comparison.png."]
+    return "\n".join(lines) + "\n"
 
 
 def _gradient_flows(client, arms: dict[str, list[Child]], out_dir: Path, name: str) -> None:

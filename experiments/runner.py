@@ -37,6 +37,7 @@ class JobOutcome:
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     output_dir: Path | None = None
+    where: str = ""  # how to open the run in the MLflow UI
 
 
 def arm_label(overrides: list[str]) -> str:
@@ -162,6 +163,18 @@ def claim_folder(folder: Path, key: str):
     lock.write(str(os.getpid()))
     lock.flush()
     return lock
+
+
+def ui_hint(uri: str, experiment_id: str, run_id: str) -> str:
+    """Where a run is in the MLflow UI: its full URL on a tracking server, else the command
+    that serves the store and the page to open."""
+    page = f"#/experiments/{experiment_id}/runs/{run_id}"
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri.rstrip('/')}/{page}"
+    if uri == tracking.default_tracking_uri():
+        return f"open it with: make ui, then http://127.0.0.1:5000/{page}"
+    return (f"open it with: mlflow ui --backend-store-uri {uri}, then "
+            f"http://127.0.0.1:5000/{page}")
 
 
 def run_label(overrides: list[str]) -> str:
@@ -294,8 +307,8 @@ def _run_claimed(cfg: DictConfig, *, overrides, parent_run_id, experiment_id, ex
             raise tracking.StoreError(message)
         print(f"error: {message}", file=sys.stderr)  # a sweep's job: the other jobs go on
         outcome.status = "UNSENT"
+    outcome.where = ui_hint(uri, experiment_id, run_id) if run_id else ""
     return outcome
-
 
 
 

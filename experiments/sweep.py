@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments import signals, tracking
 from experiments.config import MAX_PARAM_LENGTH, ConfigError, describe, job_params, validate
-from experiments.runner import claim_folder, source_tags
+from experiments.runner import claim_folder, source_tags, ui_hint
 
 SWEEP_FILE = "mlflow_sweep.json"
 # The sweep folder's claim (see runner.claim_folder), held while this process lives: kept at
@@ -257,7 +257,10 @@ def finish_parent(uri: str, parent_run_id: str, sweep_dir: Path) -> tuple[list[s
         from experiments.comparison import build_report
 
         out = build_report(uri, parent_run_id, sweep_dir / "report")
-        print(f"MLflow: comparison report logged to run {parent_run_id} ({out})",
+        print("\n" + (out / "overview.md").read_text().replace(
+            "report/", f"{out}/"), file=sys.stderr)
+        print(f"MLflow: sweep parent run {parent_run_id}, report logged under report/; "
+              f"{ui_hint(uri, client.get_run(parent_run_id).info.experiment_id, parent_run_id)}",
               file=sys.stderr)
     except Exception as err:  # noqa: BLE001 - the runs are safe; say what went wrong
         print(f"warning: the comparison report failed: {type(err).__name__}: {err}",

@@ -122,11 +122,14 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(2)
     if hc.mode != RunMode.MULTIRUN:
         diverged = outcome.tags.get("diverged") == "true"
-        print(f"MLflow run {outcome.run_id}: {outcome.status}"
-              + (f" (diverged at epoch {outcome.metrics.get('stopped_epoch', 0):.0f}: tagged "
+        name = outcome.tags.get("mlflow.runName", "")
+        print(f"MLflow run {outcome.run_id} ({name}): {outcome.status}"
+              + (f", diverged in epoch {outcome.tags.get('diverged_epoch', '?')} (tagged "
                  "diverged=true)" if diverged else "")
               + "".join(f" {k}={v:.4g}" for k, v in outcome.metrics.items()
                         if k.startswith("test_")), file=sys.stderr)
+        if outcome.where:
+            print(f"MLflow: {outcome.where}", file=sys.stderr)
         if outcome.status != "FINISHED":
             print(f"error: the run failed: {outcome.tags.get('error', '')}", file=sys.stderr)
             sys.exit(1)

@@ -133,7 +133,8 @@ def _check_sweep(client, name: str, n_jobs: int, n_arms: int, tmp_path):
     with open(local, newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == n_arms
-    assert parent.data.tags["mlflow.note.content"].startswith(f"## {name}")
+    assert parent.data.tags["mlflow.note.content"].startswith("Best arm: ")
+    assert f"{name}: " in parent.data.tags["mlflow.note.content"]
     return parent, rows
 
 

@@ -109,7 +109,15 @@ def test_report_groups_arms_and_picks_the_best(client, tracking_uri, sweep, tmp_
     assert run.data.tags["best_arm"] == "optimizer.lr=0.1"
     assert run.data.metrics["best_val_loss"] == pytest.approx(0.32)
     assert run.data.metrics["best_test_accuracy"] == pytest.approx(0.92)
-    assert run.data.tags["mlflow.note.content"] == md
+    # The description: plain lines, the best arm first, every arm ranked (full table in md)
+    note = run.data.tags["mlflow.note.content"]
+    assert note == (out / "overview.md").read_text() and not note.startswith("#")
+    assert note.startswith("Best arm: optimizer.lr=0.1 (best val loss 0.32 ± 0.01633")
+    ranked = [line.split(":")[0] for line in note.splitlines() if line[:1].isdigit()]
+    assert ranked == ["1. optimizer.lr=0.1", "2. optimizer.lr=0.01", "3. optimizer.lr=10.0",
+                      "4. optimizer.lr=1.0"]
+    assert "diverged" in note and "FAILED" in note and "|" not in note
+    assert parent not in note  # the run's own page needs no id
     logged = {a.path for a in client.list_artifacts(parent, "report")}
     assert {"report/comparison.png", "report/summary.csv", "report/summary.md",
             "report/curves_vs_seconds.png"} <= logged
