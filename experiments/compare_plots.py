@@ -2,8 +2,10 @@
 
 An arm's curve is the mean over its seeds at each epoch, with a band of +-1 std when repeated.
 The x axis is the epoch, the samples seen or the cumulative training seconds (the mean over
-seeds at that epoch). Diverged arms are drawn up to where they stop, clipped to the range of
-the healthy arms and labelled "diverged"; an arm's best epoch, when training went on past it,
+seeds at that epoch). Diverged arms are drawn dashed over their completed epochs, clipped to
+the range of the healthy arms, with an X where they stop; the legend says where they
+diverged (an arm that diverged in its first epoch has no point but keeps its legend entry).
+An arm's best epoch, when training went on past it,
 is marked with a dot and, when the weights were rolled back to it, a dotted line joins the
 last epoch to the best one.
 No MLflow here: the report hands over plain arrays.
@@ -17,6 +19,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 X_AXES = {"epoch": "epoch", "samples_seen": "samples seen", "wall_seconds": "training seconds"}
@@ -32,6 +35,14 @@ class ArmCurves:
     best_epoch: float | None = None
     restored: bool = False
     n_seeds: int = 1
+    diverged_epoch: int | None = None
+
+
+def arm_label(arm: ArmCurves) -> str:
+    label = arm.name + (f" (n={arm.n_seeds})" if arm.n_seeds > 1 else "")
+    if arm.diverged:
+        label += " - diverged" + (f" in epoch {arm.diverged_epoch}" if arm.diverged_epoch else "")
+    return label
 
 
 def _xy(arm: ArmCurves, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -76,9 +87,7 @@ def plot_panel(ax, arms: list[ArmCurves], x_key: str, y_key: str, *, log: bool =
         if x.size == 0:
             continue
         color = colors[i % len(colors)]
-        label = arm.name + (f" (n={arm.n_seeds})" if arm.n_seeds > 1 else "")
-        if arm.diverged:
-            label += " - diverged"
+        label = arm_label(arm)
         y_plot = y.copy()
         bad = ~np.isfinite(y_plot) | (np.abs(y_plot) > 1e30)
         if limits is not None:
@@ -88,8 +97,6 @@ def plot_panel(ax, arms: list[ArmCurves], x_key: str, y_key: str, *, log: bool =
             ax.fill_between(x, y - std, y + std, color=color, alpha=0.15, lw=0)
         if arm.diverged:
             ax.plot(x[-1], y_plot[-1], marker="X", ms=8, color=color, ls="none")
-            ax.annotate("diverged", (x[-1], y_plot[-1]), textcoords="offset points",
-                        xytext=(4, -10), fontsize=7, color=color)
         elif arm.best_epoch:
             steps = arm.series[y_key][0]
             hit = np.flatnonzero(steps == round(arm.best_epoch))
@@ -105,6 +112,8 @@ def plot_panel(ax, arms: list[ArmCurves], x_key: str, y_key: str, *, log: bool =
         ax.set_xscale("log")
     if limits is not None and all(np.isfinite(limits)) and limits[1] > limits[0]:
         ax.set_ylim(*limits)
+    if x_key != "wall_seconds":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(X_AXES[x_key])
     ax.set_ylabel(y_key)
     ax.grid(True, alpha=0.3)
@@ -122,10 +131,16 @@ def plot_comparison(arms: list[ArmCurves], path: Path, *, title: str,
     for row, x_key in enumerate(x_keys):
         for col, y_key in enumerate(y_keys):
             plot_panel(axes[row, col], arms, x_key, y_key, log=(y_key == "val_loss"))
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
-                   frameon=False)
+    if arms:  # every arm, also one without a single completed epoch
+        from matplotlib.lines import Line2D
+
+        colors = plt.get_cmap("tab10" if len(arms) <= 10 else "tab20").colors
+        handles = [Line2D([], [], color=colors[i % len(colors)], lw=1.8,
+                          ls="--" if arm.diverged else "-",
+                          marker="X" if arm.diverged else None)
+                   for i, arm in enumerate(arms)]
+        fig.legend(handles, [arm_label(a) for a in arms], loc="center left",
+                   bbox_to_anchor=(1.0, 0.5), fontsize=10, frameon=False)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=90, bbox_inches="tight")
@@ -155,7 +170,8 @@ def plot_gradient_flows(profiles: dict[str, np.ndarray], path: Path, *, title: s
     ax.set_ylabel("||dL/dh_t||")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

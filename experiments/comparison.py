@@ -147,6 +147,8 @@ def arm_curves(name: str, runs: list[Child]) -> ArmCurves:
     best = [r.metrics["best_epoch"] for r in ok if r.metrics.get("best_epoch")]
     curves.best_epoch = float(round(np.mean(best))) if best else None
     curves.restored = any(r.params.get("early_stopping.restore_best") == "True" for r in ok)
+    where = [int(r.tags["diverged_epoch"]) for r in ok if r.tags.get("diverged_epoch", "").isdigit()]
+    curves.diverged_epoch = min(where) if where else None
     return curves
 
 
@@ -397,7 +399,10 @@ def _gradient_flows(client, arms: dict[str, list[Child]], out_dir: Path, name: s
             except Exception:  # noqa: BLE001 - a missing profile leaves that arm out
                 continue
             with open(local) as fh:
-                profiles[arm] = np.array([float(row["grad_norm"]) for row in csv.DictReader(fh)])
+                rows = list(csv.DictReader(fh))
+            # runs logged before the columns were renamed call it grad_norm
+            key = "grad_norm" if rows and "grad_norm" in rows[0] else "dloss_dh_norm"
+            profiles[arm] = np.array([float(row[key]) for row in rows])
     if profiles:
         plot_gradient_flows(profiles, out_dir / "gradient_flow.png",
                             title=f"{name}: gradient reaching each time step")

@@ -457,7 +457,8 @@ def _log_gradient_flow(client, run_id, model, data, output_dir, title) -> dict[s
     norms = np.asarray(flow["grad_norms"], dtype=float)
     with open(output_dir / "gradient_flow.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["step", "grad_norm"])
+        # not "step"/"grad_norm": MLflow's Step axis and the per-epoch metric use those names
+        writer.writerow(["time_step", "dloss_dh_norm"])
         writer.writerows((t + 1, repr(float(v))) for t, v in enumerate(norms))
     plot_gradient_flow(norms, output_dir / "gradient_flow.png", title=f"gradient flow: {title}")
     metrics = {"grad_flow_ratio": float(flow["grad_flow_ratio"])}
