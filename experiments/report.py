@@ -16,7 +16,8 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 
 from experiments.comparison import (ReportError, _client, _search_all,  # noqa: E402
                                     build_report)
-from experiments.tracking import first_line, resolve_tracking_uri  # noqa: E402
+from experiments.tracking import (StoreError, first_line, folder_problem,  # noqa: E402
+                                  resolve_tracking_uri)
 
 
 def _parents_of(client, experiment_name: str, every: bool) -> tuple[list[str], str]:
@@ -49,8 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     # Fail fast instead of retrying for minutes against a server that is down.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or resolve_tracking_uri()
+    # The output folder first: a folder that cannot be created is not a store problem.
+    problem = folder_problem(args.out) if args.out is not None else None
+    if problem:
+        print(f"error: cannot write the report to {args.out}: {problem}", file=sys.stderr)
+        return 2
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "the default store"
     try:
+        uri = resolve_tracking_uri(args.tracking_uri, source="--tracking-uri")
         client = _client(uri)
         if args.run_id:
             parents = [args.run_id]
@@ -68,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"warning: skipped {parent_id}: {err}", file=sys.stderr)
                 continue
             print(f"report of {parent_id}: {path}")
-    except ReportError as err:
+    except (ReportError, StoreError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except Exception as err:  # noqa: BLE001 - an unreachable store and the like: one line
