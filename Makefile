@@ -23,15 +23,15 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# The MLflow UI over the local store (mlruns/mlflow.db, artifacts mlruns/artifacts) on
+# 127.0.0.1:5000, one worker, no job execution; a port in use is one line and a failure.
 ui: $(STAMP)
-	mkdir -p mlruns/artifacts
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
-	  --default-artifact-root $(CURDIR)/mlruns/artifacts --host 127.0.0.1 --port 5000 --workers 1
+	@$(BIN)/python experiments/server.py --ui --host 127.0.0.1 --port 5000 --store $(CURDIR)/mlruns
 
 # A shared tracking server on 127.0.0.1:5001 (make ui keeps 5000 for the local store):
 # SQLite store mlruns/server.db, artifacts served from mlruns/server-artifacts.
 server: $(STAMP)
-	$(BIN)/python experiments/server.py --host 127.0.0.1 --port 5001 --store $(CURDIR)/mlruns
+	@$(BIN)/python experiments/server.py --host 127.0.0.1 --port 5001 --store $(CURDIR)/mlruns
 
 # The Ray launcher in its own venv (.venv/ray; the extra pins cloudpickle<3), one small sweep.
 ray-check:

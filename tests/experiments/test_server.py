@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,7 @@ def test_sweep_through_a_server_then_the_unreachable_server_line(server, tmp_pat
                       "trainer.max_epochs=3", "optimizer.lr=0.01,0.1",
                       "mlflow.experiment_name=served"], server.url, tmp_path)
     assert proc.returncode == 0, proc.stderr
+    assert "View run" not in proc.stdout + proc.stderr  # MLflow's two lines per run are gone
     client = server.client()
     parent, children, runs = parent_and_children(client, "served")
     assert len(children) == 2 and len(runs) == 3
@@ -171,3 +173,92 @@ def test_server_lost_mid_sweep_exits_nonzero_and_resend_finishes_the_sweep(serve
     for child in children:
         assert len(client.get_metric_history(child.info.run_id, "val_loss")) == 300
     assert any(a.path == "report" for a in client.list_artifacts(parent.info.run_id))
+
+
+# ---------------------------------------------------------------- a port already in use
+SERVER = ROOT / "experiments" / "server.py"
+
+
+def _held_port(port: int = 0) -> socket.socket | None:
+    """A listening socket on 127.0.0.1:port (None when the port cannot be had)."""
+    sock = socket.socket()
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        return None
+    sock.listen()
+    return sock
+
+
+def _one_error_line(proc: subprocess.CompletedProcess, port: int) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode != 0, proc.stderr
+    assert lines and lines[0] == (f"error: cannot listen on 127.0.0.1:{port}: the port is "
+                                  "already in use (another MLflow server or UI?); stop it or "
+                                  "choose --port"), proc.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("mode", [["--ui"], []])
+def test_server_and_ui_refuse_a_port_in_use(tmp_path, mode):
+    sock = _held_port()
+    port = sock.getsockname()[1]
+    try:
+        start = time.monotonic()
+        proc = subprocess.run([sys.executable, str(SERVER), *mode, "--port", str(port),
+                               "--store", str(tmp_path / "store")], capture_output=True,
+                              text=True, timeout=60, start_new_session=True)
+        elapsed = time.monotonic() - start
+    finally:
+        sock.close()
+    _one_error_line(proc, port)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert elapsed < 10
+    assert not (tmp_path / "store").exists()  # nothing created
+
+
+@pytest.mark.parametrize("target, port", [("ui", 5000), ("server", 5001)])
+def test_make_targets_fail_when_their_port_is_taken(target, port):
+    """`make ui` / `make server` against their fixed ports: our line, then make's own."""
+    sock = _held_port(port)  # None: held by someone else, which must fail all the same
+    # -o: never rebuild the venv stamp (no pip install from a test)
+    make = subprocess.Popen(["make", "-s", "-o", ".venv/.installed", target], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = make.communicate(timeout=30)
+    finally:
+        if make.poll() is None:  # it started a server after all: end it, then fail
+            mlflow_server.stop(make)
+        if sock is not None:
+            sock.close()
+    proc = subprocess.CompletedProcess(make.args, make.returncode, out, err)
+    _one_error_line(proc, port)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("make: *** ") and proc.returncode == 2, \
+        proc.stderr
+
+
+def test_ui_serves_the_store_and_a_second_ui_on_its_port_fails(tmp_path, prepared_db):
+    store = tmp_path / "local"
+    store.mkdir()
+    shutil.copy(prepared_db, store / "mlflow.db")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, str(SERVER), "--ui", "--port", str(port), "--store", str(store)]
+    ui = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          start_new_session=True)
+    try:
+        mlflow_server.wait_healthy(url, timeout=90, proc=ui)
+        from mlflow.tracking import MlflowClient
+
+        assert [e.name for e in MlflowClient(url).search_experiments()] == ["Default"]
+        assert (store / "artifacts").is_dir()
+        second = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                                start_new_session=True)
+        _one_error_line(second, port)
+        assert second.returncode == 2
+        assert ui.poll() is None  # the first UI goes on
+    finally:
+        mlflow_server.stop(ui)
