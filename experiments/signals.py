@@ -46,6 +46,7 @@ class _State:
         self.pid: int | None = None  # the process the handlers were installed in
         self.role: str | None = None  # "launcher" or "worker"
         self.signum: int | None = None  # the first signal received
+        self.ticks = 0  # when it came (launching process; /proc start-time units)
         self.finishing = False  # the launching process is cleaning up: signals are ignored
         self.deadline = 0.0  # worker: exit by then; launcher: ignore repeats until then
         self.job_code = None  # code object of the job function (train.main)
@@ -106,7 +107,7 @@ def _launcher_handler(signum, frame) -> None:
     if _state.signum is not None and time.monotonic() < _state.deadline:
         return  # the first interrupt is unwinding (ending runs KILLED): let it
     if _state.signum is None:
-        _state.signum = signum
+        _state.signum, _state.ticks = signum, _now_ticks()
         stop_descendants()  # workers end their runs KILLED before the parent looks
     # a repeat long after the first means something swallowed the first: raise again
     _state.deadline = time.monotonic() + REPEAT_SECONDS
@@ -124,6 +125,7 @@ def finish() -> int:
     cleanups, print one line on stderr; returns the exit code (130 SIGINT, 143 SIGTERM)."""
     signum = _state.signum or signal.SIGINT
     _state.signum, _state.finishing = signum, True
+    _state.ticks = _state.ticks or _now_ticks()
     stop_descendants()
     notes = []
     for cleanup in list(_state.cleanups):
@@ -294,29 +296,40 @@ def _send(pid: int, signum: int) -> None:
         pass
 
 
-def _stoppable() -> dict[int, str | None]:
-    """Descendants minus those that ignore SIGTERM: the resource trackers of multiprocessing
-    and loky, which exit by themselves once this process is gone (and, killed, are relaunched
-    by loky and print KeyErrors for the resources they no longer know)."""
-    return {p: s for p, s in descendants().items() if not _ignores_sigterm(p)}
+def _now_ticks() -> int:
+    """Now, in the unit of /proc/<pid>/stat's start time (clock ticks since boot)."""
+    try:
+        with open("/proc/uptime") as fh:
+            return int(float(fh.read().split()[0]) * os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError):
+        return 2 ** 62
+
+
+def _stoppable(before: int) -> dict[int, str | None]:
+    """Descendants started before `before` (ticks), minus those that ignore SIGTERM.
+
+    Left alone: processes started after the interrupt, i.e. helpers of the cleanup itself
+    (loky runs `pgrep -P` to find a dead worker's children, and fails loudly when that is
+    killed), and the resource trackers of multiprocessing and loky, which exit by themselves
+    once this process is gone (killed, loky relaunches one that prints KeyErrors)."""
+    return {p: s for p, s in descendants().items()
+            if (s is None or int(s) <= before) and not _ignores_sigterm(p)}
 
 
 def stop_descendants(grace: float = GRACE_SECONDS) -> list[int]:
     """SIGTERM every descendant process, wait up to `grace` s (each job process ends its run
     KILLED and exits), then SIGKILL whatever is left. Returns the pids that were stopped.
-    Processes orphaned meanwhile (a submitit task whose controller died) are still followed:
-    the whole tree is read before any signal is sent."""
-    procs = _stoppable()
+    After an interrupt only processes that existed when it came are stopped. Processes
+    orphaned meanwhile (a submitit task whose controller died) are still followed: the whole
+    tree is read before any signal is sent."""
+    procs = _stoppable(_state.ticks if _state.signum is not None and _state.ticks else
+                       _now_ticks())
     if not procs:
         return []
     for pid in procs:
         _send(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while True:
-        for pid, start in _stoppable().items():  # started meanwhile (a respawned worker)
-            if pid not in procs:
-                procs[pid] = start
-                _send(pid, signal.SIGTERM)
         alive = [p for p, s in procs.items() if _alive(p, s)]
         if not alive or time.monotonic() >= deadline:
             break
