@@ -361,6 +361,8 @@ def _train_and_log(cfg, client, run_id, data, model, objects, rngs, output_dir, 
     client.log_batch(run_id, metrics=tracking.metrics_batch(final, 0, int(time.time() * 1000)),
                      tags=_tag_list(tags), synchronous=True)
     _write_local(output_dir, result.history, final, tags, model, result.divergence)
+    from experiments.mlflow_model import log_model  # runs:/<run_id>/model
+    log_model(client, run_id, model, data, cfg, output_dir)
     from experiments.plots import plot_learning_curves
 
     title = f"{cfg.model.kind} on {cfg.dataset.name}"

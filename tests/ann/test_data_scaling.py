@@ -6,11 +6,12 @@ import pytest
 from ann.data import DATASETS, _split, load_dataset
 
 
-def raw_splits(name: str, seed: int, val_fraction: float = 0.15, test_fraction: float = 0.15,
+def raw_splits(name: str, seed, val_fraction: float = 0.15, test_fraction: float = 0.15,
                **options):
-    """The unscaled (X_train, X_val, X_test) load_dataset(name, rng=default_rng(seed)) splits:
-    the same loader and split, on the same random stream."""
-    rng = np.random.default_rng(seed)
+    """The unscaled (X_train, X_val, X_test) that load_dataset(name, rng=...) splits: the same
+    loader and split, on the same random stream (`seed`: an int for default_rng, or a fresh
+    Generator in the state load_dataset got it)."""
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     X, y, task, _ = DATASETS[name](rng, **options)
     classification = task == "classification"
     X = np.asarray(X, dtype=np.float64)

@@ -12,8 +12,8 @@ LAYERS = {
     4: {"train", "reproduce", "report", "resend", "server"},
     3: {"sweep"},
     2: {"runner", "comparison"},
-    1: {"unsent"},
-    0: {"tracking", "config", "plots", "compare_plots", "signals", "__init__"},
+    1: {"unsent", "mlflow_model"},
+    0: {"tracking", "config", "plots", "compare_plots", "signals", "pyfunc_model", "__init__"},
 }
 RANK = {module: rank for rank, modules in LAYERS.items() for module in modules}
 
