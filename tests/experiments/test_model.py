@@ -203,3 +203,31 @@ def test_served_model_answers_invocations_with_the_same_predictions(logged, tmp_
             server.wait()
         except ProcessLookupError:
             pass
+
+
+def test_the_skipped_environment_check_is_still_the_one_save_model_calls(tmp_path, monkeypatch):
+    """`_quiet_save` replaces mlflow.utils.environment.warn_dependency_requirement_mismatches
+    (private to MLflow) for the duration of a save. Fails loudly when an MLflow upgrade stops
+    calling it through that module attribute (the patch would then silently cost 0.6 s a run)."""
+    import mlflow.pyfunc
+    from mlflow.utils import environment
+
+    from experiments.mlflow_model import _quiet_save
+
+    calls = []
+    original = environment.warn_dependency_requirement_mismatches
+    monkeypatch.setattr(environment, "warn_dependency_requirement_mismatches",
+                        lambda requirements: calls.append(requirements))
+    code = tmp_path / "model_code.py"
+    code.write_text("import mlflow.pyfunc\nfrom mlflow.models import set_model\n"
+                    "class M(mlflow.pyfunc.PythonModel):\n"
+                    "    def predict(self, context, model_input):\n        return model_input\n"
+                    "set_model(M())\n")
+    mlflow.pyfunc.save_model(path=str(tmp_path / "checked"), python_model=str(code),
+                             pip_requirements=["numpy"])
+    assert calls, "save_model no longer calls environment.warn_dependency_requirement_mismatches"
+    with _quiet_save():
+        mlflow.pyfunc.save_model(path=str(tmp_path / "quiet"), python_model=str(code),
+                                 pip_requirements=["numpy"])
+    assert len(calls) == 1  # skipped inside _quiet_save
+    assert environment.warn_dependency_requirement_mismatches is not original  # monkeypatched
