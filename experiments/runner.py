@@ -168,9 +168,10 @@ def claim_folder(folder: Path, key: str):
 def ui_hint(uri: str, experiment_id: str, run_id: str) -> str:
     """Where a run is in the MLflow UI: its full URL on a tracking server, else the command
     that serves the store and the page to open."""
+    link = tracking.run_link(uri, experiment_id, run_id)
+    if link:
+        return f"open {link}"
     page = f"#/experiments/{experiment_id}/runs/{run_id}"
-    if uri.startswith(("http://", "https://")):
-        return f"open {uri.rstrip('/')}/{page}"
     if uri == tracking.default_tracking_uri():
         return f"open it with: make ui, then http://127.0.0.1:5000/{page}"
     return (f"open it with: mlflow ui --backend-store-uri {uri}, then "
