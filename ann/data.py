@@ -177,6 +177,25 @@ def _circles(rng: np.random.Generator, n_samples: int = 1000, noise: float = 0.1
     return X, y, "classification", "tabular"
 
 
+def _spirals(rng: np.random.Generator, n_samples: int = 1000, noise: float = 0.05,
+             turns: float = 1.5):
+    """Two interleaved spirals in the plane, one class each (the TensorFlow Playground's set).
+
+    Class k (0, 1), t ~ U(0, 1): r = t, angle = 2 pi turns t + k pi,
+    x = (r cos angle, r sin angle) + noise * N(0, I). Arms one turn apart are 1 / turns apart
+    radially, so the two classes are 1 / (2 turns) apart. Class 1 gets n_samples // 2 points.
+    """
+    n_samples = _int_opt("n_samples", n_samples, 20)
+    noise = _real_opt("noise", noise, lambda v: v >= 0, "a number >= 0")
+    turns = _real_opt("turns", turns, lambda v: v > 0, "a number > 0")
+    y = np.repeat([0, 1], [n_samples - n_samples // 2, n_samples // 2])
+    t = rng.uniform(0.0, 1.0, n_samples)
+    angle = 2 * np.pi * turns * t + np.pi * y
+    X = t[:, None] * np.column_stack([np.cos(angle), np.sin(angle)])
+    X += noise * rng.standard_normal((n_samples, 2))
+    return X, y, "classification", "tabular"
+
+
 def _digits_seq(rng: np.random.Generator):
     from ann.sequences import make_digits_seq
 
@@ -213,6 +232,7 @@ DATASETS: dict[str, Callable] = {
     "diabetes": _bundled_loader("diabetes", "regression"),
     "moons": _moons,
     "circles": _circles,
+    "spirals": _spirals,
     "digits_seq": _digits_seq,
     "adding": _adding,
     "sine": _sine,
