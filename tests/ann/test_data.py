@@ -8,7 +8,7 @@ from sklearn import datasets as skd
 
 from ann.data import DATASETS, SEQUENCE_DATASETS, load_dataset
 
-TABULAR = ["iris", "wine", "breast_cancer", "digits", "diabetes", "moons", "circles"]
+TABULAR = ["iris", "wine", "breast_cancer", "digits", "diabetes", "moons", "circles", "spirals"]
 
 
 def rng(seed=0):
