@@ -297,7 +297,8 @@ def client_for(uri: str):
         except StoreError:
             raise
         except Exception as err:  # noqa: BLE001 - a damaged or foreign store: one line
-            raise StoreError(f"cannot open the MLflow store {uri}: {first_line(err)}") from None
+            raise StoreError(f"cannot open the MLflow store {_redact(uri)}: "
+                             f"{first_line(err)}") from None
         finally:
             for log, level in zip(quiet, levels):
                 log.setLevel(level)
@@ -389,7 +390,8 @@ def ensure_experiment(uri: str, name: str, description: str | None = None) -> st
     except StoreError:
         raise
     except Exception as err:  # noqa: BLE001 - any store failure becomes one line
-        raise StoreError(f"cannot use the MLflow store {uri}: {first_line(err)}") from None
+        raise StoreError(f"cannot use the MLflow store {_redact(uri)}: {first_line(err)}") \
+            from None
 
 
 def flatten(cfg: DictConfig | dict, prefix: str = "") -> dict[str, str]:

@@ -238,6 +238,15 @@ def test_uris_that_cannot_be_a_store(work, uri, fragments):
     assert not list(work.rglob("*.db")) and not (work / "artifacts").exists()
 
 
+def test_a_database_server_that_does_not_answer(work):
+    """MLflow would retry the connection for ~100 s; the password stays out of the line."""
+    uri = "postgresql://ann:secret@127.0.0.1:9/mlflow"
+    proc, elapsed = _train_timed(uri, work)
+    line = _one_line(proc, elapsed, "postgresql://ann:***@127.0.0.1:9/mlflow", "127.0.0.1:9",
+                     "Connection refused")
+    assert "secret" not in line
+
+
 def test_the_uri_from_the_config_key_names_the_key(work, tracking_uri):
     proc, elapsed = _train_timed(tracking_uri, work, ["mlflow.tracking_uri=foo://bar"])
     _one_line(proc, elapsed, "mlflow.tracking_uri='foo://bar'", "sqlite, http, https")
