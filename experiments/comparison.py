@@ -3,7 +3,8 @@
 The children of a parent run (tag `mlflow.parentRunId`) are grouped by their `ann.arm` tag (an
 arm repeated over seeds gives mean and std). The report is written to a local folder and logged
 to the parent under `report/`: comparison.png and curves_vs_{epoch,samples,seconds}.png,
-summary.csv and summary.md. The parent also receives the best arm's key metrics
+summary.csv and summary.md (for 2-D classification data also decision_boundaries.png: each
+arm's learned boundary side by side). The parent also receives the best arm's key metrics
 (`best_val_loss`, `best_test_accuracy` or `best_test_rmse`), the tag `best_arm`, and the
 summary as its description. Best arm = lowest mean best_val_loss among arms that neither
 failed nor diverged. Only the MlflowClient API is used, so an http:// server works too.
@@ -336,6 +337,7 @@ def build_report(tracking_uri: str, parent_run_id: str, out_dir: Path | None = N
     text = overview(rows, quantity, title=title, best=best, notice=notice)
     (out_dir / "overview.md").write_text(text)
     _gradient_flows(client, arms, out_dir, experiment.name)
+    _decision_boundaries(client, arms, out_dir, experiment.name)
     _log_to_parent(client, parent_run_id, out_dir, text, best, quantity)
     return out_dir
 
@@ -406,6 +408,32 @@ def _gradient_flows(client, arms: dict[str, list[Child]], out_dir: Path, name: s
     if profiles:
         plot_gradient_flows(profiles, out_dir / "gradient_flow.png",
                             title=f"{name}: gradient reaching each time step")
+
+
+def _decision_boundaries(client, arms: dict[str, list[Child]], out_dir: Path, name: str) -> None:
+    """One panel per arm: the learned decision boundary of the arm's first finished run, drawn
+    from its decision_boundary.npz (logged by runs on 2-D classification data; nothing is
+    re-trained). Arms without one are left out; no panel at all, no figure."""
+    import tempfile
+
+    from experiments.boundary import BoundaryView, plot_boundary_panels
+
+    views, notes = {}, {}
+    for arm, runs in arms.items():
+        run = next((r for r in runs if r.status == "FINISHED"), None)
+        if run is None or "test_accuracy" not in run.metrics:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                views[arm] = BoundaryView.load(
+                    client.download_artifacts(run.run_id, "decision_boundary.npz", tmp))
+            except Exception:  # noqa: BLE001 - not 2-D data, or logged before boundaries
+                continue
+        notes[arm] = f"test accuracy {run.metrics['test_accuracy']:.3f}" + (
+            " (diverged)" if run.diverged else "")
+    if views:
+        plot_boundary_panels(views, out_dir / "decision_boundaries.png", subtitles=notes,
+                             title=f"{name}: each arm's decision boundary (first finished run)")
 
 
 def _log_to_parent(client, parent_run_id: str, out_dir: Path, md: str, best: dict | None,

@@ -330,6 +330,10 @@ def _log_params(client, run_id: str, params: dict[str, str]) -> None:
 
 def _train_and_log(cfg, client, run_id, data, model, objects, rngs, output_dir, *,
                    in_sweep: bool) -> JobOutcome:
+    from ann.boundary import BoundaryRecorder, applies
+
+    # 2-D classification: the learned boundary on a grid, a few dozen times over the run
+    boundary = BoundaryRecorder(model, data, cfg.trainer.max_epochs) if applies(data) else None
     bar = _progress(cfg, cfg.trainer.max_epochs, in_sweep)
     wall = [0.0]
     sender = _EpochSender(client, run_id)
@@ -341,6 +345,8 @@ def _train_and_log(cfg, client, run_id, data, model, objects, rngs, output_dir, 
             bar.update(1)
             bar.set_postfix(train_loss=f"{metrics['train_loss']:.4f}",
                             val_loss=f"{metrics['val_loss']:.4f}")
+        if boundary is not None:
+            boundary.capture(epoch)
 
     try:
         result = fit(model, data, optimizer=objects.optimizer, schedule=objects.schedule,
@@ -375,6 +381,12 @@ def _train_and_log(cfg, client, run_id, data, model, objects, rngs, output_dir, 
     if cfg.model.kind != "mlp":
         extra = _log_gradient_flow(client, run_id, model, data, output_dir, title)
         final.update(extra)
+    if boundary is not None:  # decision_boundary.png, .gif, .npz
+        from experiments.boundary import write_boundary
+
+        boundary.finish(result)
+        for path in write_boundary(boundary, output_dir, title=title):
+            client.log_artifact(run_id, str(path))
     return JobOutcome(run_id, "FINISHED", final, tags, output_dir)
 
 

@@ -13,7 +13,8 @@ LAYERS = {
     3: {"sweep"},
     2: {"runner", "comparison"},
     1: {"unsent", "mlflow_model"},
-    0: {"tracking", "config", "plots", "compare_plots", "signals", "pyfunc_model", "__init__"},
+    0: {"tracking", "config", "plots", "compare_plots", "boundary", "signals", "pyfunc_model",
+        "__init__"},
 }
 RANK = {module: rank for rank, modules in LAYERS.items() for module in modules}
 
