@@ -10,7 +10,7 @@ from tests.experiments.conftest import ROOT, parent_and_children, run_train
 
 CONF = ROOT / "conf"
 PRESETS = ("gd_variants", "activations", "lr_tuning", "lr_schedules", "early_stopping",
-           "optimizers", "rnn_vs_lstm")
+           "optimizers", "rnn_vs_lstm", "boundaries")
 ABSENT = object()
 
 
@@ -31,7 +31,7 @@ def _jobs(params: dict[str, str], extra: list[str] = ()) -> list[list[str]]:
     return [list(job) for job in BasicSweeper.split_arguments(parsed, None)[0]]
 
 
-def test_the_seven_presets_exist():
+def test_the_presets_exist():
     found = {p.stem for p in (CONF / "experiment").glob("*.yaml")}
     assert found == set(PRESETS)
 
@@ -90,6 +90,13 @@ def test_presets_differ_from_the_defaults_in_what_they_claim():
     assert rnn.optimizer._target_.endswith("Adam")
 
 
+def test_boundaries_preset_sweeps_activations_on_spirals():
+    cfg = _compose(["experiment=boundaries"], True)
+    assert cfg.dataset.name == "spirals" and cfg.model.kind == "mlp"
+    acts = set(cfg.hydra.sweeper.params["model.activation"].split(","))
+    assert {"sigmoid", "tanh", "relu", "leaky_relu", "elu", "swish"} <= acts
+
+
 def test_seeds_on_the_command_line_repeat_every_arm():
     params = _compose(["experiment=optimizers"], True).hydra.sweeper.params
     jobs = _jobs(params, ["seed=0,1,2"])
@@ -107,6 +114,7 @@ SHORT = {
     "early_stopping": ["trainer.max_epochs=6", "model.hidden=[16]"],
     "optimizers": ["trainer.max_epochs=2", "model.hidden=[16]"],
     "rnn_vs_lstm": ["trainer.max_epochs=2", "dataset.n_samples=200", "model.hidden=8"],
+    "boundaries": ["trainer.max_epochs=2", "dataset.n_samples=200", "model.hidden=[8]"],
 }
 
 
@@ -150,6 +158,8 @@ def test_preset_runs_end_to_end(name, tracking_uri, client, tmp_path):
         assert "best_val_loss" in parent.data.metrics
     arts = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert ("report/gradient_flow.png" in arts) == (name == "rnn_vs_lstm"), arts
+    two_d = _compose([f"experiment={name}"]).dataset.name in ("moons", "circles", "spirals")
+    assert ("report/decision_boundaries.png" in arts) == two_d, arts
 
 
 @pytest.mark.slow
