@@ -153,8 +153,12 @@ class BoundaryRecorder:
             self._take(epoch, self.frame_grid)
 
     def finish(self, result) -> None:
-        """The end state, on the finer grid: the model as `fit` left it (see `end_epoch`)."""
+        """The end state, on the finer grid: the model as `fit` left it (see `end_epoch`); it
+        replaces a frame already taken of the same epoch."""
         self.final_epoch = end_epoch(result)
+        if self.epochs[-1] == self.final_epoch:
+            self.epochs.pop()
+            self.frames.pop()
         self.labels = self._take(self.final_epoch, self.grid)
 
     def arrays(self) -> dict[str, Array]:

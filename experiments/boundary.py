@@ -165,8 +165,8 @@ def write_animation(view: BoundaryView, frames: list[Array], epochs: list[int], 
 
     matplotlib draws the axes and the points once, on a transparent figure; each frame is the
     shaded grid resized into the axes' pixel box with the drawing composited on top, and its
-    epoch written in the corner (~3 ms a frame instead of ~50 for a redraw). One palette, taken
-    from the end state, serves every frame."""
+    epoch written in the corner (~3 ms a frame instead of ~50 for a redraw). One 64-colour
+    palette serves every frame."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -203,7 +203,14 @@ def write_animation(view: BoundaryView, frames: list[Array], epochs: list[int], 
         draw.rectangle(draw.textbbox(corner, text, font=font), fill=(255, 255, 255, 255))
         draw.text(corner, text, fill=(0, 0, 0, 255), font=font)
         images.append(frame.convert("RGB"))
-    palette = images[-1].quantize(colors=64, method=Image.Quantize.MEDIANCUT)
+    # one palette for all frames, from a strip of early, middle and late ones (the end state
+    # alone lacks the pale shades of the first epochs, which then band)
+    n = len(images)
+    picks = [images[k] for k in sorted({0, n // 3, 2 * n // 3, n - 1})]
+    strip = Image.new("RGB", (sum(im.width for im in picks), picks[0].height))
+    for k, im in enumerate(picks):
+        strip.paste(im, (k * im.width, 0))
+    palette = strip.quantize(colors=64, method=Image.Quantize.MEDIANCUT)
     indexed = [im.quantize(palette=palette, dither=Image.Dither.NONE) for im in images]
     durations = [frame_ms] * (len(indexed) - 1) + [last_ms]
     indexed[0].save(path, save_all=True, append_images=indexed[1:], duration=durations, loop=0)

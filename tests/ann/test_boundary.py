@@ -92,13 +92,23 @@ def test_recorder_takes_epoch_0_the_scheduled_epochs_and_the_end_state():
     rec = BoundaryRecorder(model, data, 12, n_frames=6, n_grid=40, n_grid_frames=20)
     result = train(model, data, rngs, 12, on_epoch=lambda e, m: rec.capture(e))
     rec.finish(result)
-    assert rec.epochs == [0, *frame_epochs(12, 4), 12]
-    assert [f.shape for f in rec.frames] == [(20, 20, 2)] * 5 + [(40, 40, 2)]
+    assert frame_epochs(12, 4)[-1] == 12  # taken on the way, then replaced by the end state
+    assert rec.epochs == [0, *frame_epochs(12, 4)]
+    assert [f.shape for f in rec.frames] == [(20, 20, 2)] * 4 + [(40, 40, 2)]
     arrays = rec.arrays()
     assert np.array_equal(arrays["labels"].ravel(), model.predict_labels(rec.grid.points()))
     assert np.array_equal(arrays["proba"], rec.frames[-1]) and arrays["epoch"] == 12
     assert np.allclose(arrays["X_test"], raw_inputs(data, data.X_test))
     assert rec.seconds > 0
+
+
+def test_end_state_after_a_rollback_is_the_best_epochs():
+    data, model, rngs = moons()
+    rec = BoundaryRecorder(model, data, 12, n_frames=6)
+    for epoch in range(1, 13):
+        rec.capture(epoch)
+    rec.finish(SimpleNamespace(restored=True, best_epoch=9, stopped_epoch=12, diverged=False))
+    assert rec.epochs == [0, *frame_epochs(12, 4), 9] and rec.final_epoch == 9
 
 
 def test_recording_does_not_change_training():
