@@ -1,8 +1,21 @@
 """Datasets: scikit-learn's bundled tables and toy sets, and the sequence tasks, split three ways.
 
-`load_dataset(name, rng=...)` returns a `Dataset` with train / val / test splits (stratified for
-classification), inputs standardised with the training split's statistics only
-(x <- (x - mean_train) / std_train, a zero std divides by 1). Nothing is downloaded.
+`load_dataset(name, rng=..., scaling=...)` returns a `Dataset` with train / val / test splits
+(stratified for classification), inputs scaled per feature with the training split's statistics
+only (`fit_scaling`, the val / test rows never enter the fit). Nothing is downloaded.
+
+- `scaling` (x_model = clip((x - shift) / scale, low, high), per feature):
+  `standard`  shift = training mean, scale = max(training std, training range / MAX_ABS_Z);
+  `minmax`    shift = training min, scale = training range: training rows land in [0, 1];
+  `none`      the raw features (shift 0, scale 1, no clipping);
+  `legacy`    (the default) the scaling of every run before the choice existed, bit for bit:
+              tabular inputs (x - mean) / std with no guard, sequences not scaled.
+  The guard of standard and minmax: a feature constant on the training split gets scale 1
+  (it maps to 0), and every value, seen or unseen, is clipped to the feature's training range
+  [low, high] in model units. With the floor on the standard scale, no value can then land
+  farther than MAX_ABS_Z from the training mean: a near-constant feature (digits' pixel 48,
+  non-zero in 2 training rows) no longer standardises an unseen 8 to 89.7, but to at most 10.
+  Sequences are scaled along their last axis, over all time steps.
 
 - Classification labels are int64 class indices (n,); n_out = n_classes (softmax output, binary
   included).
@@ -11,9 +24,11 @@ classification), inputs standardised with the training split's statistics only
   them (y_original = y * y_scale + y_mean), so an RMSE times `y_scale` is in original units.
 - Sequence tasks (digits_seq, adding, sine) come from `ann.sequences` and are not standardised
   (digits_seq pixels are already scaled to [0, 1] by the generator).
-- `x_mean` and `x_scale` (n_in,) record the input scaling as a shift and a scale per feature:
-  x_model = (x_raw - x_mean) / x_scale (the last axis of sequences); zeros and ones where no
-  scaling is applied. A model applied to raw inputs applies them first.
+- `x_mean` and `x_scale` (n_in,) record the input scaling as a shift and a scale per feature,
+  `x_low` and `x_high` (n_in,) its clipping bounds in model units (None: no clipping):
+  x_model = clip((x_raw - x_mean) / x_scale, x_low, x_high) (the last axis of sequences); zeros
+  and ones where no scaling is applied. A model applied to raw inputs applies them first
+  (`scale_inputs`).
 - `baseline`: a reference score on the test split from the training split alone: for regression
   {"test_mse", "test_rmse"} of predicting the training mean (rmse in original units), for
   classification {"test_accuracy"} of predicting the majority training class.
@@ -63,6 +78,9 @@ class Dataset:
     y_scale: float = 1.0
     x_mean: Array | None = None  # (n_in,) input shift; None: no scaling (zeros)
     x_scale: Array | None = None  # (n_in,) input scale; None: no scaling (ones)
+    x_low: Array | None = None  # (n_in,) lower clipping bound in model units; None: no clipping
+    x_high: Array | None = None  # (n_in,) upper clipping bound in model units; None: no clipping
+    scaling: str = "legacy"  # the `scaling` choice that produced x_mean ... x_high
 
     def digest(self) -> str:
         """sha256 over every split's name, dtype, shape and bytes (in SPLITS order)."""
@@ -320,7 +338,8 @@ def _split(X: Array, y: Array, classification: bool, val_fraction: float, test_f
 
 
 def _standardise(train: Array, *others: Array) -> tuple[tuple[Array, ...], Array, Array]:
-    """Subtract the training mean and divide by the training std (per feature, 1 where std = 0).
+    """Subtract the training mean and divide by the training std (per feature, 1 where std = 0):
+    the `legacy` scaling, kept exactly as it was (no guard against near-constant features).
 
     Returns (the arrays transformed, mean, std): x <- (x - mean) / std.
     """
@@ -330,16 +349,60 @@ def _standardise(train: Array, *others: Array) -> tuple[tuple[Array, ...], Array
     return tuple((a - mean) / std for a in (train, *others)), mean, std
 
 
+SCALINGS = ("standard", "minmax", "none", "legacy")
+# standard: the scale is at least the training range / MAX_ABS_Z, so (with the clipping to the
+# training range) no standardised value exceeds MAX_ABS_Z in magnitude. A bell-shaped feature
+# spans ~6.5 stds over 1000 rows (breast_cancer's heaviest tail 13.6): the floor binds on
+# near-constant features (e.g. a 0/1 feature with fewer than ~1% ones), and barely elsewhere.
+MAX_ABS_Z = 10.0
+
+
+def fit_scaling(X_train: Array, scaling: str) -> tuple[Array, Array, Array | None, Array | None]:
+    """(shift, scale, low, high) per feature (the last axis) fitted on the training rows alone.
+
+    x_model = clip((x - shift) / scale, low, high); low / high None: no clipping (`none`).
+    standard: shift = mean, scale = max(std, (max - min) / MAX_ABS_Z); minmax: shift = min,
+    scale = max - min; a feature constant on the training rows: scale 1. low / high are the
+    training min and max in model units, so training rows are never clipped.
+    Shapes: X_train (n, n_in) or (n, n_steps, n_in) -> four (n_in,) arrays.
+    """
+    rows = X_train.reshape(-1, X_train.shape[-1])
+    if scaling == "none":
+        return np.zeros(rows.shape[1]), np.ones(rows.shape[1]), None, None
+    lo, hi = rows.min(axis=0), rows.max(axis=0)
+    if scaling == "minmax":
+        shift, scale = lo, hi - lo
+    elif scaling == "standard":
+        shift, scale = rows.mean(axis=0), np.maximum(rows.std(axis=0), (hi - lo) / MAX_ABS_Z)
+    else:
+        raise ValueError(f"scaling={scaling!r} is invalid: must be one of {', '.join(SCALINGS)}")
+    scale = np.where(hi > lo, scale, 1.0)
+    return shift, scale, (lo - shift) / scale, (hi - shift) / scale
+
+
+def scale_inputs(x: Array, shift: Array, scale: Array, low: Array | None = None,
+                 high: Array | None = None) -> Array:
+    """clip((x - shift) / scale, low, high) per feature (the last axis), in float64."""
+    z = (np.asarray(x, dtype=np.float64) - shift) / scale
+    return z if low is None else np.clip(z, low, high)
+
+
 def load_dataset(name: str, *, rng: np.random.Generator, val_fraction: float = 0.15,
-                 test_fraction: float = 0.15, dtype: Any = np.float64, **options: Any) -> Dataset:
-    """Load `name`, split it train / val / test and standardise it (see the module docstring).
+                 test_fraction: float = 0.15, dtype: Any = np.float64, scaling: str = "legacy",
+                 **options: Any) -> Dataset:
+    """Load `name`, split it train / val / test and scale it (see the module docstring).
 
     options: moons `n_samples, noise`; circles `n_samples, noise, factor`; adding `n_samples,
     seq_len`; sine `n_samples, seq_len, horizon, noise`; the others take none. All randomness
     (generation and splits) comes from `rng`. Inputs and regression targets have `dtype`.
+    `scaling` defaults to `legacy`: code and configs written before the choice existed (a logged
+    config.yaml without `dataset.scaling`) keep their data bit for bit; conf/dataset/*.yaml
+    name each dataset's scaling.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}")
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling={scaling!r} is invalid: must be one of {', '.join(SCALINGS)}")
     val_fraction = _real_opt("val_fraction", val_fraction, lambda v: 0 < v < 1, "a number in (0, 1)")
     test_fraction = _real_opt("test_fraction", test_fraction, lambda v: 0 < v < 1, "a number in (0, 1)")
     if val_fraction + test_fraction >= 1:
@@ -363,8 +426,11 @@ def load_dataset(name: str, *, rng: np.random.Generator, val_fraction: float = 0
     if not classification and y.ndim == 1:
         y = y[:, None]
     X_tr, y_tr, X_va, y_va, X_te, y_te = _split(X, y, classification, val_fraction, test_fraction, rng)
-    x_mean, x_scale = np.zeros(X.shape[-1]), np.ones(X.shape[-1])
-    if kind == "tabular":
+    x_mean, x_scale, x_low, x_high = np.zeros(X.shape[-1]), np.ones(X.shape[-1]), None, None
+    if scaling != "legacy":
+        x_mean, x_scale, x_low, x_high = fit_scaling(X_tr, scaling)
+        X_tr, X_va, X_te = (scale_inputs(a, x_mean, x_scale, x_low, x_high) for a in (X_tr, X_va, X_te))
+    elif kind == "tabular":
         (X_tr, X_va, X_te), x_mean, x_scale = _standardise(X_tr, X_va, X_te)
     y_mean, y_scale = 0.0, 1.0
     if name in STANDARDISED_TARGETS:
@@ -389,4 +455,4 @@ def load_dataset(name: str, *, rng: np.random.Generator, val_fraction: float = 0
                    task=task, n_classes=n_classes, n_in=int(X.shape[-1]), n_out=n_out,
                    is_sequence=kind != "tabular", many_to_many=kind == "many_to_many", baseline=baseline,
                    options=dict(options), y_mean=y_mean, y_scale=y_scale, x_mean=x_mean,
-                   x_scale=x_scale)
+                   x_scale=x_scale, x_low=x_low, x_high=x_high, scaling=scaling)

@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ann.data import DATASETS, SEQUENCE_DATASETS
+from ann.data import DATASETS, SCALINGS, SEQUENCE_DATASETS
 from ann.activations import ACTIVATIONS, ELEMENTWISE
 from ann.early_stopping import EarlyStopping
 from ann.optimizers import OPTIMIZERS
@@ -117,6 +117,9 @@ def validate(cfg: DictConfig) -> None:
             _check_positive_int(f"dataset.{key}", ds[key])
     if "noise" in ds and (not _is_num(ds.noise) or ds.noise < 0):
         _fail("dataset.noise", ds.noise, "must be a number >= 0")
+    # absent (a config logged before the key existed): load_dataset's default, legacy
+    if "scaling" in ds and ds.scaling not in SCALINGS:
+        _fail("dataset.scaling", ds.scaling, "allowed: " + ", ".join(SCALINGS))
     if ds.name == "adding" and ds.seq_len < 2:
         _fail("dataset.seq_len", ds.seq_len, "the adding problem needs seq_len >= 2")
 
@@ -265,7 +268,10 @@ def _registry_name(group: str, target: Any) -> str | None:
 
 
 def dataset_options(cfg: DictConfig) -> dict[str, Any]:
-    """The dataset node as keyword arguments of ann.data.load_dataset (minus the name)."""
+    """The dataset node as keyword arguments of ann.data.load_dataset (minus the name).
+
+    A node without `scaling` (a config logged before the key existed) passes none, so
+    load_dataset's default, `legacy`, rebuilds the data of then bit for bit."""
     opts = OmegaConf.to_container(cfg.dataset, resolve=True)
     opts.pop("name")
     return opts

@@ -47,7 +47,8 @@ N_EXAMPLE = 2  # rows of the input example
 def model_spec(cfg: DictConfig, data, model) -> dict[str, Any]:
     """Everything experiments/pyfunc_model.py needs beside the weights, as JSON values:
     build_model's arguments (as runner.prepare passes them), the input scaling (x_mean,
-    x_scale), the class labels (index k -> labels[k]) and the target scaling (y_mean, y_scale)."""
+    x_scale; the clipping bounds x_low, x_high, null when not clipped), the class labels
+    (index k -> labels[k]) and the target scaling (y_mean, y_scale)."""
     hidden = cfg.model.hidden
     options = model_options(cfg)
     if cfg.model.kind != "mlp":
@@ -67,11 +68,19 @@ def model_spec(cfg: DictConfig, data, model) -> dict[str, Any]:
         "many_to_many": bool(data.many_to_many),
         "x_mean": np.asarray(data.x_mean, dtype=np.float64).tolist(),
         "x_scale": np.asarray(data.x_scale, dtype=np.float64).tolist(),
+        "x_low": _bound(data.x_low),
+        "x_high": _bound(data.x_high),
+        "scaling": str(data.scaling),
         "labels": labels,
         "y_mean": float(data.y_mean),
         "y_scale": float(data.y_scale),
         "n_params": int(model.n_params),
     }
+
+
+def _bound(bound) -> list[float] | None:
+    """A clipping bound of the input scaling as JSON (None: no clipping)."""
+    return None if bound is None else np.asarray(bound, dtype=np.float64).tolist()
 
 
 def signature_and_example(spec: dict[str, Any], data):

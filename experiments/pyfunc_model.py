@@ -8,7 +8,8 @@ inputs, as the dataset provides them:
     spec.json     kind, sizes, build options, dtype, task, the input scaling, labels, y scaling
     weights.npz   the parameters, keyed as Sequential.get_weights()
 
-    x = (x_raw - x_mean) / x_scale              per feature (the last axis of sequences)
+    x = clip((x_raw - x_mean) / x_scale, x_low, x_high)   per feature (the last axis of
+                                                sequences); no clipping when x_low is null
     classification: labels[argmax_k z_k]        (n,) or (n, n_steps) for many-to-many
     regression:     y = z * y_scale + y_mean    (n, n_out) or (n, n_steps, n_out)
 
@@ -41,6 +42,9 @@ class AnnNetwork(PythonModel):
         self.task = spec["task"]
         self.x_mean = np.asarray(spec["x_mean"], dtype=np.float64)
         self.x_scale = np.asarray(spec["x_scale"], dtype=np.float64)
+        low, high = spec.get("x_low"), spec.get("x_high")  # absent in format-1 specs of before
+        self.x_low = None if low is None else np.asarray(low, dtype=np.float64)
+        self.x_high = None if high is None else np.asarray(high, dtype=np.float64)
         self.labels = np.asarray(spec["labels"]) if spec["labels"] is not None else None
         self.y_mean, self.y_scale = float(spec["y_mean"]), float(spec["y_scale"])
 
@@ -48,7 +52,10 @@ class AnnNetwork(PythonModel):
     # (float64, (n, n_in) or (n, n_steps, n_in)) describes and checks the input.
     def predict(self, context, model_input: np.ndarray, params=None) -> np.ndarray:
         x = np.asarray(model_input, dtype=np.float64)
-        x = ((x - self.x_mean) / self.x_scale).astype(self.dtype, copy=False)
+        x = (x - self.x_mean) / self.x_scale
+        if self.x_low is not None:
+            x = np.clip(x, self.x_low, self.x_high)
+        x = x.astype(self.dtype, copy=False)
         rows = EVAL_BATCH if x.ndim < 3 else max(16, EVAL_STEPS // max(1, x.shape[1]))
         parts = [self._predict(x[start:start + rows]) for start in range(0, len(x), rows)]
         return np.concatenate(parts) if parts else self._predict(x)

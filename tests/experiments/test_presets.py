@@ -10,7 +10,7 @@ from tests.experiments.conftest import ROOT, parent_and_children, run_train
 
 CONF = ROOT / "conf"
 PRESETS = ("gd_variants", "activations", "lr_tuning", "lr_schedules", "early_stopping",
-           "optimizers", "rnn_vs_lstm", "boundaries")
+           "optimizers", "rnn_vs_lstm", "feature_scaling", "boundaries")
 ABSENT = object()
 
 
@@ -88,6 +88,11 @@ def test_presets_differ_from_the_defaults_in_what_they_claim():
     rnn = _compose(["experiment=rnn_vs_lstm"])
     assert rnn.dataset.name == "adding" and rnn.trainer.clip_grad_norm == 1.0
     assert rnn.optimizer._target_.endswith("Adam")
+    scaling = _compose(["experiment=feature_scaling"], True)
+    assert scaling.dataset.name == "wine" and scaling.trainer.batch_size == 1
+    assert scaling.optimizer._target_.endswith("SGD")
+    assert set(scaling.hydra.sweeper.params["dataset.scaling"].split(",")) == {
+        "none", "standard", "minmax"}
 
 
 def test_boundaries_preset_sweeps_activations_on_spirals():
@@ -115,6 +120,7 @@ SHORT = {
     "optimizers": ["trainer.max_epochs=2", "model.hidden=[16]"],
     "rnn_vs_lstm": ["trainer.max_epochs=2", "dataset.n_samples=200", "model.hidden=8"],
     "boundaries": ["trainer.max_epochs=2", "dataset.n_samples=200", "model.hidden=[8]"],
+    "feature_scaling": ["trainer.max_epochs=2", "optimizer.lr=0.001,0.1"],
 }
 
 
