@@ -266,11 +266,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    from experiments.tracking import default_tracking_uri
+    from experiments.tracking import resolve_tracking_uri
 
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
-    try:
+    try:  # checked and absolute (relative SQLite paths from the cwd), naming where it came from
+        uri = resolve_tracking_uri(args.tracking_uri, source="--tracking-uri")
         return reproduce(args.run_id, uri)
+    except StoreError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except ReproduceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
