@@ -22,6 +22,7 @@ UNSENT_FILE = "unsent.json"
 SENT_FILE = "sent.json"
 ARTIFACTS = ("config.yaml", "history.csv", "weights.npz", "learning_curves.png",
              "gradient_flow.csv", "gradient_flow.png", "traceback.txt")
+ARTIFACTS += ("decision_boundary.png", "decision_boundary.gif", "decision_boundary.npz")  # 2-D
 BATCH = 1000  # MLflow's limit of metrics per log_batch
 
 

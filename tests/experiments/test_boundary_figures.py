@@ -158,3 +158,19 @@ def test_a_sweep_on_2d_data_reports_decision_boundaries(tracking_uri, client, tm
     for child in children:
         names = {a.path for a in client.list_artifacts(child.info.run_id)}
         assert "decision_boundary.gif" in names
+
+
+def test_resend_sends_the_boundary_files(client, tracking_uri, tmp_path):
+    """A run whose store failed keeps its files; resend.py uploads the boundary ones too."""
+    from experiments.unsent import resend, write_unsent
+
+    rec, _ = recorded(epochs=2)
+    write_boundary(rec, tmp_path, title="t")
+    (tmp_path / "config.yaml").write_text("seed: 0\n")
+    (tmp_path / "history.csv").write_text("epoch,val_loss,note\n1,0.5,\n")
+    write_unsent(tmp_path, tracking_uri=tracking_uri, experiment_id=None,
+                 experiment_name="lost", run_id=None, run_name="r", tags={}, status="FINISHED",
+                 error="OSError: gone")
+    run_id, counts = resend(tmp_path)
+    names = {a.path for a in client.list_artifacts(run_id)}
+    assert {"decision_boundary.png", "decision_boundary.gif", "decision_boundary.npz"} <= names
