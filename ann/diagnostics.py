@@ -171,7 +171,17 @@ def layer_stats(model, X: Array, y: Array,
                 moved = sum(_sq_norm(params[k] - w) for k, w in before.items())
                 size = sum(_sq_norm(w) for w in before.values())
                 out[f"layer{i}.update_ratio"] = math.sqrt(moved / size) if size > 0 else math.nan
-    return out
+    return dict(sorted(out.items(), key=_order))
+
+
+QUANTITIES = ("grad_norm", "update_ratio", "act_mean", "act_std", "saturated_fraction",
+              "dead_fraction")
+
+
+def _order(item: tuple[str, float]) -> tuple[int, int]:
+    """layer1.grad_norm, layer1.update_ratio, ..., layer2.grad_norm, ..."""
+    layer, quantity = item[0].split(".", 1)
+    return int(layer[5:]), QUANTITIES.index(quantity)
 
 
 class LayerProbe:

@@ -176,3 +176,48 @@ def plot_gradient_flows(profiles: dict[str, np.ndarray], path: Path, *, title: s
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+LAYER_ROWS = ("grad_norm", "update_ratio", "act_mean", "act_std", "saturated_fraction",
+              "dead_fraction")
+LOG_QUANTITIES = ("grad_norm", "update_ratio", "grad_ratio")
+
+
+def plot_layer_diagnostics(arms: list[ArmCurves], path: Path, *, title: str,
+                           columns: tuple[str, str] = ("first hidden layer",
+                                                       "last hidden layer")) -> Path:
+    """Every arm's per-layer diagnostics against epochs: one row per quantity, the first hidden
+    layer (series `first.{quantity}`) on the left, the last (`last.{quantity}`) on the right;
+    a last row with grad_ratio (layer 1's grad_norm over the output layer's) and the output
+    layer's grad_norm. Rows nobody logged are left out."""
+    rows = [(f"first.{q}", f"last.{q}") for q in LAYER_ROWS
+            if any(f"first.{q}" in a.series or f"last.{q}" in a.series for a in arms)]
+    rows.append(("grad_ratio", "output.grad_norm"))
+    from dataclasses import replace
+
+    arms = [replace(a, best_epoch=None) for a in arms]  # no best-epoch dots here
+    fig, axes = plt.subplots(len(rows), 2, figsize=(12, 2.9 * len(rows)), squeeze=False)
+    for r, keys in enumerate(rows):
+        for c, key in enumerate(keys):
+            ax = axes[r, c]
+            quantity = key.split(".", 1)[-1]
+            plot_panel(ax, arms, "epoch", key, log=quantity in LOG_QUANTITIES)
+            if quantity.endswith("_fraction"):
+                ax.set_ylim(-0.03, 1.03)
+            ax.set_ylabel({"grad_ratio": "layer1 / output grad_norm",
+                           "output.grad_norm": "output layer grad_norm"}.get(key, quantity))
+            if r == 0:
+                ax.set_title(columns[c], fontsize=11)
+    if arms:
+        from matplotlib.lines import Line2D
+
+        colors = plt.get_cmap("tab10" if len(arms) <= 10 else "tab20").colors
+        handles = [Line2D([], [], color=colors[i % len(colors)], lw=1.8,
+                          ls="--" if arm.diverged else "-") for i, arm in enumerate(arms)]
+        fig.legend(handles, [arm_label(a) for a in arms], loc="center left",
+                   bbox_to_anchor=(1.0, 0.5), fontsize=10, frameon=False)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # room for the title
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return path

@@ -14,18 +14,25 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from experiments.compare_plots import ArmCurves, write_figures
+from ann.diagnostics import QUANTITIES
+from experiments.compare_plots import ArmCurves, plot_layer_diagnostics, write_figures
 from experiments.tracking import PROJECT_ROOT, StoreError, first_line, open_store
 
 CURVE_KEYS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "train_rmse",
               "val_rmse", "lr", "samples_seen", "wall_seconds")
 OK_STATUSES = ("FINISHED", "RUNNING")
+# Per-layer diagnostics a report plots, under aliases: the first and last hidden layers'
+# quantities, the output layer's grad_norm and grad_ratio = layer1 / output grad_norm.
+LAYER_SERIES = (*(f"{side}.{q}" for side in ("first", "last") for q in QUANTITIES),
+                "output.grad_norm", "grad_ratio")
+_LAYER_KEY = re.compile(r"layer(\d+)\.(\w+)")
 
 
 class ReportError(RuntimeError):
@@ -102,15 +109,49 @@ def read_children(client, parent_run_id: str, experiment_id: str) -> list[Child]
                       tags=dict(data.tags), params=dict(data.params))
         for key in CURVE_KEYS:
             if key in data.metrics:
-                hist = sorted(client.get_metric_history(child.run_id, key),
-                              key=lambda m: (m.step, m.timestamp))
-                last = {m.step: m.value for m in hist}  # a step logged twice: the last wins
-                steps = np.array(sorted(last), dtype=int)
-                child.history[key] = (steps, np.array([_unclip(last[s]) for s in steps],
-                                                      dtype=float))
+                child.history[key] = _metric_history(client, child.run_id, key)
+        fetched: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # first = last: one call
+        for alias, key in layer_keys(data.metrics).items():
+            if key not in fetched:
+                fetched[key] = _metric_history(client, child.run_id, key)
+            child.history[alias] = fetched[key]
+        if "first.grad_norm" in child.history and "output.grad_norm" in child.history:
+            child.history["grad_ratio"] = _ratio(child.history["first.grad_norm"],
+                                                 child.history["output.grad_norm"])
         children.append(child)
     children.sort(key=lambda c: (c.start_time, c.run_id))
     return children
+
+
+def _metric_history(client, run_id: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+    hist = sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
+    last = {m.step: m.value for m in hist}  # a step logged twice: the last wins
+    steps = np.array(sorted(last), dtype=int)
+    return steps, np.array([_unclip(last[s]) for s in steps], dtype=float)
+
+
+def layer_keys(metrics: dict[str, float]) -> dict[str, str]:
+    """alias -> logged key of the layer diagnostics a report plots (see LAYER_SERIES): the
+    first and last hidden layers (the first and last weight layers of a model without
+    activation statistics, e.g. recurrent) and the output layer; {} without diagnostics."""
+    found = [m for k in metrics if (m := _LAYER_KEY.fullmatch(k))]
+    layers = sorted({int(m.group(1)) for m in found})
+    if not layers:
+        return {}
+    hidden = [i for i in layers if f"layer{i}.act_mean" in metrics] or layers
+    out = {f"{side}.{q}": f"layer{i}.{q}" for side, i in (("first", hidden[0]),
+                                                            ("last", hidden[-1]))
+           for q in QUANTITIES if f"layer{i}.{q}" in metrics}
+    if f"layer{layers[-1]}.grad_norm" in metrics:
+        out["output.grad_norm"] = f"layer{layers[-1]}.grad_norm"
+    return out
+
+
+def _ratio(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]):
+    """a / b at the steps both have."""
+    common, ia, ib = np.intersect1d(a[0], b[0], return_indices=True)
+    with np.errstate(all="ignore"):
+        return common, a[1][ia] / b[1][ib]
 
 
 # ---------------------------------------------------------------- arms and statistics
@@ -141,7 +182,7 @@ def _mean_curve(runs: list[Child], key: str) -> tuple[np.ndarray, np.ndarray, np
 def arm_curves(name: str, runs: list[Child]) -> ArmCurves:
     ok = [r for r in runs if r.ok]
     curves = ArmCurves(name=name, n_seeds=len(ok), diverged=any(r.diverged for r in ok))
-    for key in CURVE_KEYS:
+    for key in CURVE_KEYS + LAYER_SERIES:
         curve = _mean_curve(ok, key)
         if curve is not None:
             curves.series[key] = curve
@@ -206,8 +247,47 @@ def summarise(arms: dict[str, list[Child]], quantity: str) -> list[dict]:
         row["train_seconds"] = _stat(
             [r.metrics["train_seconds"] if "train_seconds" in r.metrics
              else (last(r, "wall_seconds") or [math.nan])[0] for r in ok])
+        row["seconds_per_epoch"] = _stat(
+            [v for r in ok if (v := _seconds_per_epoch(r)) is not None])
+        row.update(_layer_summary(ok))
         rows.append(row)
+    layer_cols = [k for k in ("grad_ratio_epoch1", "grad_ratio_final", "saturated_fraction",
+                              "dead_fraction") if any(math.isfinite(r[k][0]) for r in rows)]
+    for row in rows:  # only the columns some arm has (not for runs without diagnostics)
+        for k in ("grad_ratio_epoch1", "grad_ratio_final", "saturated_fraction",
+                  "dead_fraction"):
+            if k not in layer_cols:
+                del row[k]
     return rows
+
+
+def _seconds_per_epoch(run: Child) -> float | None:
+    """Mean epoch_seconds: the last wall_seconds (their running sum) over the epochs."""
+    steps, values = run.history.get("wall_seconds", ((), ()))
+    return float(values[-1]) / len(steps) if len(steps) else None
+
+
+def _layer_summary(runs: list[Child]) -> dict[str, tuple[float, float | None]]:
+    """grad_ratio (layer1 / output layer grad_norm) after epoch 1 and after the last epoch;
+    saturated and dead fractions after the last epoch, averaged over the hidden layers."""
+    first, final, saturated, dead = [], [], [], []
+    for r in runs:
+        ratio = r.history.get("grad_ratio")
+        if ratio is not None and len(ratio[0]) and ratio[0][0] == 1 and math.isfinite(ratio[1][0]):
+            first.append(float(ratio[1][0]))
+        keys = layer_keys(r.metrics)
+        if "first.grad_norm" in keys and "output.grad_norm" in keys:
+            value = r.metrics[keys["first.grad_norm"]] / r.metrics[keys["output.grad_norm"]] \
+                if r.metrics[keys["output.grad_norm"]] > 0 else math.nan
+            if math.isfinite(value):
+                final.append(value)
+        for q, out in (("saturated_fraction", saturated), ("dead_fraction", dead)):
+            values = [v for k, v in r.metrics.items()
+                      if (m := _LAYER_KEY.fullmatch(k)) and m.group(2) == q]
+            if values:
+                out.append(float(np.mean(values)))
+    return {"grad_ratio_epoch1": _stat(first), "grad_ratio_final": _stat(final),
+            "saturated_fraction": _stat(saturated), "dead_fraction": _stat(dead)}
 
 
 def best_arm(rows: list[dict]) -> dict | None:
@@ -296,10 +376,35 @@ def write_summary(rows: list[dict], out_dir: Path, *, title: str, best: dict | N
         cells = [_fmt(k, row[k]) if k in num_cols else str(row[k]) for k in md_cols]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     lines += ["", "Values are mean ± std over seeds when an arm was repeated. Curves: "
-              "report/comparison.png."]
+              "report/comparison.png. seconds_per_epoch: mean epoch_seconds (the updates, "
+              "evaluation excluded)."]
+    if rows and "grad_ratio_final" in rows[0]:
+        lines += ["", "Inside the layers (report/layer_diagnostics.png), on each run's probe "
+                  "batch: grad_ratio = layer1.grad_norm / layerL.grad_norm (L = the output "
+                  "layer) after epoch 1 and after the last epoch; saturated_fraction and "
+                  "dead_fraction after the last epoch, mean over the hidden layers."]
     md = "\n".join(lines) + "\n"
     (out_dir / "summary.md").write_text(md)
     return md
+
+
+def _sides(children: list[Child]) -> tuple[str, str]:
+    """Titles of the layer-diagnostics columns: which layers `first` and `last` are."""
+    names: dict[str, set[str]] = {"first": set(), "last": set()}
+    hidden = False
+    for child in children:
+        keys = layer_keys(child.metrics)
+        hidden = hidden or "first.act_mean" in keys
+        for side in names:
+            if f"{side}.grad_norm" in keys:
+                names[side].add(keys[f"{side}.grad_norm"].split(".")[0])
+    kind = "hidden layer" if hidden else "layer"
+
+    def label(side: str) -> str:
+        layers = sorted(names[side], key=lambda n: int(n[5:]))
+        return f"{side} {kind}" + (f" ({', '.join(layers)})" if layers else "")
+
+    return label("first"), label("last")
 
 
 def default_out_dir(experiment_name: str, parent_run_id: str) -> Path:
@@ -331,7 +436,11 @@ def build_report(tracking_uri: str, parent_run_id: str, out_dir: Path | None = N
     if short:
         title += f"; {short}"
         print(f"warning: sweep {parent_run_id} is incomplete: {notice}", file=sys.stderr)
-    write_figures([arm_curves(n, runs) for n, runs in arms.items()], out_dir, title=title)
+    curves = [arm_curves(n, runs) for n, runs in arms.items()]
+    write_figures(curves, out_dir, title=title)
+    if any(k in c.series for c in curves for k in LAYER_SERIES):
+        plot_layer_diagnostics(curves, out_dir / "layer_diagnostics.png", columns=_sides(children),
+                               title=f"{title}: inside the layers (probe batch, after each epoch)")
     write_summary(rows, out_dir, title=f"{title} (parent run {parent_run_id})", best=best,
                   notice=notice)
     text = overview(rows, quantity, title=title, best=best, notice=notice)

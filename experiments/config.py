@@ -168,6 +168,9 @@ def validate(cfg: DictConfig) -> None:
     _check_positive_int("trainer.blas_threads", t.get("blas_threads"), allow_none=True)
     if t.progress not in ("auto", True, False):
         _fail("trainer.progress", t.progress, "allowed: auto, true, false")
+    rows = t.get("probe_rows", 0)
+    if not _is_int(rows) or rows < 0:
+        _fail("trainer.probe_rows", rows, "must be an integer >= 0 (0 = no layer diagnostics)")
 
     o = cfg.optimizer
     _check_target("optimizer", o)
@@ -231,8 +234,9 @@ def build_training_objects(cfg: DictConfig) -> TrainingObjects:
 
 
 # Settings of the harness, not of the job (where it logs, how it shows progress, how many
-# BLAS threads compute it): in the logged config.yaml, never MLflow params.
-HARNESS_KEYS = ("mlflow", "trainer.progress", "trainer.blas_threads")
+# BLAS threads compute it, how many rows the layer diagnostics probe): in the logged
+# config.yaml, never MLflow params.
+HARNESS_KEYS = ("mlflow", "trainer.progress", "trainer.blas_threads", "trainer.probe_rows")
 MAX_PARAM_LENGTH = 6000
 
 

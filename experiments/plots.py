@@ -1,4 +1,5 @@
-"""Per-run figures: the learning curves and the recurrent gradient-flow profile."""
+"""Per-run figures: the learning curves, the per-layer diagnostics and the recurrent
+gradient-flow profile."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from ann.diagnostics import QUANTITIES  # noqa: E402
 
 
 def plot_learning_curves(history: dict[str, list[float]], path: Path, *, title: str,
@@ -66,5 +69,46 @@ def plot_gradient_flow(grad_norms: np.ndarray, path: Path, *, title: str) -> Pat
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+LAYER_QUANTITIES = QUANTITIES  # ann.diagnostics: layer{i}.{quantity}
+
+
+def plot_layer_diagnostics(history: dict[str, list[float]], path: Path, *, title: str) -> Path:
+    """One panel per quantity (`layer{i}.{quantity}` keys of `history`), one line per layer
+    against epochs; norms and ratios on a log scale, fractions on [0, 1]. NaN = not logged."""
+    import re
+
+    from matplotlib.ticker import MaxNLocator
+
+    found = [re.fullmatch(r"layer(\d+)\.(\w+)", k) for k in history]
+    layers = sorted({int(m.group(1)) for m in found if m})
+    colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, max(len(layers), 1)))
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7.5))
+    for ax, q in zip(axes.flat, LAYER_QUANTITIES):
+        for color, i in zip(colors, layers):
+            values = np.asarray(history.get(f"layer{i}.{q}", []), dtype=float)
+            if values.size and np.isfinite(values).any():
+                if q in ("grad_norm", "update_ratio"):
+                    values = np.where(values > 0, values, np.nan)
+                ax.plot(np.arange(1, values.size + 1), values, color=color, lw=1.4,
+                        marker="." if values.size < 20 else None, label=f"layer {i}")
+        if q in ("grad_norm", "update_ratio") and ax.get_lines():
+            ax.set_yscale("log")
+        if q.endswith("_fraction"):
+            ax.set_ylim(-0.03, 1.03)
+        ax.set_title(q, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, which="both", alpha=0.3)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=10,
+                   frameon=False, title="layer 1 = input side")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -337,10 +337,22 @@ def _train_and_log(cfg, client, run_id, data, model, objects, rngs, output_dir, 
     bar = _progress(cfg, cfg.trainer.max_epochs, in_sweep)
     wall = [0.0]
     sender = _EpochSender(client, run_id)
+    from ann.diagnostics import LayerProbe
+
+    # before training (update_ratio's first base); a config logged before the diagnostics
+    # existed has no probe_rows: none, so that such runs reproduce exactly
+    rows = int(cfg.trainer.get("probe_rows", 0))
+    probe = LayerProbe(model, data.X_train, data.y_train, n_rows=rows) if rows else None
+    layer_history: dict[str, dict[int, float]] = {}  # layer{i}.{quantity} -> epoch -> value
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
         wall[0] += metrics["epoch_seconds"]
-        sender.add(epoch, {**metrics, "wall_seconds": wall[0]})
+        # finite values only: MLflow stores inf as 1.8e308 and drops NaN
+        layers = {} if probe is None else {k: v for k, v in probe.measure().items()
+                                           if math.isfinite(v)}
+        for key, value in layers.items():
+            layer_history.setdefault(key, {})[epoch] = value
+        sender.add(epoch, {**metrics, "wall_seconds": wall[0], **layers})
         if bar is not None:
             bar.update(1)
             bar.set_postfix(train_loss=f"{metrics['train_loss']:.4f}",
@@ -367,7 +379,10 @@ def _train_and_log(cfg, client, run_id, data, model, objects, rngs, output_dir, 
                      "diverged_loss": f"{result.divergence['loss']:.6g}"})
     client.log_batch(run_id, metrics=tracking.metrics_batch(final, 0, int(time.time() * 1000)),
                      tags=_tag_list(tags), synchronous=True)
-    _write_local(output_dir, result.history, final, tags, model, result.divergence)
+    epochs = range(1, len(result.history.get("train_loss", [])) + 1)
+    layer_columns = {k: [v.get(e, math.nan) for e in epochs] for k, v in layer_history.items()}
+    _write_local(output_dir, {**result.history, **layer_columns}, final, tags, model,
+                 result.divergence)
     from experiments.mlflow_model import log_model  # runs:/<run_id>/model
     log_model(client, run_id, model, data, cfg, output_dir)
     from experiments.plots import plot_learning_curves
@@ -378,6 +393,12 @@ def _train_and_log(cfg, client, run_id, data, model, objects, rngs, output_dir, 
                          divergence=result.divergence)
     for name in ("learning_curves.png", "weights.npz", "history.csv"):
         client.log_artifact(run_id, str(output_dir / name))
+    if layer_history:
+        from experiments.plots import plot_layer_diagnostics
+
+        plot_layer_diagnostics(layer_columns, output_dir / "layer_diagnostics.png",
+                               title=f"inside each layer: {title}")
+        client.log_artifact(run_id, str(output_dir / "layer_diagnostics.png"))
     if cfg.model.kind != "mlp":
         extra = _log_gradient_flow(client, run_id, model, data, output_dir, title)
         final.update(extra)
@@ -453,7 +474,7 @@ def _write_local(output_dir: Path, history, final, tags, model, divergence=None)
         writer = csv.writer(fh)
         writer.writerow(["epoch", *keys, "note"])
         for i in range(len(history[keys[0]]) if keys else 0):
-            writer.writerow([i + 1, *(repr(float(history[k][i])) for k in keys), ""])
+            writer.writerow([i + 1, *(_cell(history[k][i]) for k in keys), ""])
         if divergence is not None:
             writer.writerow([divergence["epoch"], *("" for _ in keys),
                              f"diverged at update {divergence['update']}: loss "
@@ -461,6 +482,12 @@ def _write_local(output_dir: Path, history, final, tags, model, divergence=None)
     np.savez(output_dir / "weights.npz", **model.get_weights())
     (output_dir / "final.json").write_text(json.dumps({"metrics": final, "tags": tags},
                                                       indent=1, default=float))
+
+
+def _cell(value: float) -> str:
+    """A history.csv cell: the exact value, or empty when it was not logged (not finite)."""
+    value = float(value)
+    return repr(value) if math.isfinite(value) else ""
 
 
 def _log_gradient_flow(client, run_id, model, data, output_dir, title) -> dict[str, float]:

@@ -21,7 +21,7 @@ from experiments import tracking
 UNSENT_FILE = "unsent.json"
 SENT_FILE = "sent.json"
 ARTIFACTS = ("config.yaml", "history.csv", "weights.npz", "learning_curves.png",
-             "gradient_flow.csv", "gradient_flow.png", "traceback.txt")
+             "gradient_flow.csv", "gradient_flow.png", "layer_diagnostics.png", "traceback.txt")
 ARTIFACTS += ("decision_boundary.png", "decision_boundary.gif", "decision_boundary.npz")  # 2-D
 BATCH = 1000  # MLflow's limit of metrics per log_batch
 
@@ -86,7 +86,7 @@ def _history(output_dir: Path) -> list[tuple[int, dict[str, float]]]:
             if row.pop("note", ""):  # the diverging epoch: not a completed one, not logged
                 continue
             epoch = int(row.pop("epoch"))
-            values = {k: float(v) for k, v in row.items()}
+            values = {k: float(v) for k, v in row.items() if v != ""}  # "": not logged
             wall += values.get("epoch_seconds", 0.0)
             rows.append((epoch, {**values, "wall_seconds": wall}))
     return rows

@@ -159,16 +159,20 @@ def test_the_probe_changes_no_weight_and_restores_the_gradients():
         np.testing.assert_array_equal(v, grads[k])
 
 
-def test_training_with_the_probe_every_epoch_is_identical_to_training_without():
+@pytest.mark.parametrize("kind", ["mlp", "lstm"])
+def test_training_with_the_probe_every_epoch_is_identical_to_training_without(kind):
     from types import SimpleNamespace
 
     def train(with_probe: bool) -> list[float]:
         rng = np.random.default_rng(7)
-        X, y = rng.standard_normal((300, 6)), rng.integers(0, 3, 300)
+        shape = (300, 6) if kind == "mlp" else (300, 5, 6)
+        X, y = rng.standard_normal(shape), rng.integers(0, 3, 300)
         data = SimpleNamespace(X_train=X[:200], y_train=y[:200], X_val=X[200:], y_val=y[200:],
                                task="classification")
-        # 64 x 64 buffers: the Dense/ReLU scratch arrays are in use, the ReLU works in place
-        model = build_model("mlp", 6, [300, 64], 3, activation="relu",
+        # mlp: 64 x 300 buffers, the Dense/ReLU scratch arrays are in use, the ReLU works in
+        # place; lstm: work buffers reused while the batch shape stays the same
+        hidden = [300, 64] if kind == "mlp" else 16
+        model = build_model(kind, 6, hidden, 3, activation="relu" if kind == "mlp" else "tanh",
                             task="classification", rng=np.random.default_rng(8))
         probe = LayerProbe(model, data.X_train, data.y_train, n_rows=64)
         losses = []

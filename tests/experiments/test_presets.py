@@ -10,7 +10,8 @@ from tests.experiments.conftest import ROOT, parent_and_children, run_train
 
 CONF = ROOT / "conf"
 PRESETS = ("gd_variants", "activations", "lr_tuning", "lr_schedules", "early_stopping",
-           "optimizers", "rnn_vs_lstm", "feature_scaling", "boundaries")
+           "optimizers", "rnn_vs_lstm", "feature_scaling", "boundaries", "deep_activations",
+           "dead_units")
 ABSENT = object()
 
 
@@ -121,7 +122,26 @@ SHORT = {
     "rnn_vs_lstm": ["trainer.max_epochs=2", "dataset.n_samples=200", "model.hidden=8"],
     "boundaries": ["trainer.max_epochs=2", "dataset.n_samples=200", "model.hidden=[8]"],
     "feature_scaling": ["trainer.max_epochs=2", "optimizer.lr=0.001,0.1"],
+    "deep_activations": ["trainer.max_epochs=2", "model.hidden=[8,8,8]"],
+    "dead_units": ["trainer.max_epochs=2", "model.hidden=[16]"],
 }
+
+
+def test_layer_presets_set_up_what_they_claim():
+    """deep_activations: a deep, narrow MLP, sigmoid and tanh against the ReLU family;
+    dead_units: ReLU and its relievers at a normal and a too-large rate."""
+    deep = _compose(["experiment=deep_activations"], True)
+    assert len(deep.model.hidden) >= 6 and max(deep.model.hidden) <= 32
+    acts = str(deep.hydra.sweeper.params["model.activation"]).split(",")
+    assert {"sigmoid", "tanh", "relu"} <= set(acts)
+    dead = _compose(["experiment=dead_units"], True)
+    params = dead.hydra.sweeper.params
+    assert set(str(params["model.activation"]).split(",")) == {"relu", "leaky_relu", "elu",
+                                                               "prelu"}
+    rates = [float(v) for v in str(params["optimizer.lr"]).split(",")]
+    assert min(rates) <= dead.optimizer.lr < max(rates) / 10
+    for cfg in (deep, dead, _compose(["experiment=activations"])):
+        assert cfg.trainer.probe_rows >= 256  # dead units counted on enough rows
 
 
 def _expected_jobs(name: str, extra: list[str]) -> list[list[str]]:
@@ -164,6 +184,9 @@ def test_preset_runs_end_to_end(name, tracking_uri, client, tmp_path):
         assert "best_val_loss" in parent.data.metrics
     arts = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert ("report/gradient_flow.png" in arts) == (name == "rnn_vs_lstm"), arts
+    assert "report/layer_diagnostics.png" in arts, arts  # every preset: probe_rows > 0
+    if name in ("deep_activations", "dead_units"):  # what their descriptions promise
+        assert all(r["grad_ratio_final"] and r["dead_fraction"] for r in rows), rows
     two_d = _compose([f"experiment={name}"]).dataset.name in ("moons", "circles", "spirals")
     assert ("report/decision_boundaries.png" in arts) == two_d, arts
 
