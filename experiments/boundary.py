@@ -31,7 +31,6 @@ def write_boundary(recorder, out_dir: Path, *, title: str) -> list[Path]:
     return paths
 
 
-# ---------------------------------------------------------------- pictures
 @dataclass
 class BoundaryView:
     """What a boundary picture needs: the grid (raw units), probabilities, the points."""
@@ -67,7 +66,6 @@ CLASS_COLOURS = np.array([[0.84, 0.15, 0.16], [0.12, 0.47, 0.71], [0.17, 0.63, 0
                           [0.89, 0.47, 0.76], [0.5, 0.5, 0.5], [0.74, 0.74, 0.13],
                           [0.09, 0.75, 0.81]])
 
-
 SHADE = 0.55  # the strongest background tint, so that the points stand out on it
 
 
@@ -84,20 +82,19 @@ def shade(proba: Array) -> Array:
     return 1 - strength * (1 - _colours(k)[top]) * SHADE
 
 
-def draw_boundary(ax, view: BoundaryView, proba: Array | None = None, *, points: bool = True,
+def draw_boundary(ax, view: BoundaryView, proba: Array | None = None, *,
                   marker_size: float = 9):
-    """The shaded grid, the 0.5-probability contour (two classes) or the label borders, and the
-    training (dots) and test points (triangles, black edge) coloured by their true class."""
+    """The shaded grid (`proba`, default the view's) and, over it, the training (dots) and test
+    points (triangles, black edge) coloured by their true class; returns the grid's image."""
     proba = view.proba if proba is None else proba
     extent = (view.xs[0], view.xs[-1], view.ys[0], view.ys[-1])
     image = ax.imshow(shade(proba), origin="lower", extent=extent, interpolation="bilinear",
                       aspect="equal")
     colours = _colours(view.n_classes)
-    if points:
-        ax.scatter(view.X_train[:, 0], view.X_train[:, 1], c=colours[view.y_train],
-                   s=marker_size, edgecolors="white", linewidths=0.4, label="train")
-        ax.scatter(view.X_test[:, 0], view.X_test[:, 1], c=colours[view.y_test], marker="^",
-                   s=marker_size * 1.6, edgecolors="black", linewidths=0.5, label="test")
+    ax.scatter(view.X_train[:, 0], view.X_train[:, 1], c=colours[view.y_train], s=marker_size,
+               edgecolors="white", linewidths=0.4, label="train")
+    ax.scatter(view.X_test[:, 0], view.X_test[:, 1], c=colours[view.y_test], marker="^",
+               s=marker_size * 1.6, edgecolors="black", linewidths=0.5, label="test")
     ax.set_xlim(extent[:2])
     ax.set_ylim(extent[2:])
     return image
