@@ -94,7 +94,11 @@ def plot_panel(ax, arms: list[ArmCurves], x_key: str, y_key: str, *, log: bool =
             y_plot = np.where(bad, limits[1], np.clip(y_plot, limits[0], limits[1]))
         ax.plot(x, y_plot, color=color, lw=1.4, ls="--" if arm.diverged else "-", label=label)
         if arm.n_seeds > 1 and np.any(std > 0):
-            ax.fill_between(x, y - std, y + std, color=color, alpha=0.15, lw=0)
+            low = y - std
+            if log:  # a band reaching 0 would fill the axis down to its floor
+                with np.errstate(all="ignore"):
+                    low = np.where(low > 0, low, y * y / (y + std))
+            ax.fill_between(x, low, y + std, color=color, alpha=0.15, lw=0)
         if arm.diverged:
             ax.plot(x[-1], y_plot[-1], marker="X", ms=8, color=color, ls="none")
         elif arm.best_epoch:
