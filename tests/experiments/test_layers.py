@@ -9,7 +9,7 @@ HARNESS = Path(__file__).resolve().parents[2] / "experiments"
 # Entry points on top, then sweep orchestration, then the job runner and the comparison
 # report, then store I/O (with what it needs below it) and figures.
 LAYERS = {
-    4: {"train", "reproduce", "report", "resend", "server"},
+    4: {"train", "reproduce", "report", "resend", "server", "ui_check"},
     3: {"sweep"},
     2: {"runner", "comparison"},
     1: {"unsent", "mlflow_model"},
