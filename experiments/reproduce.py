@@ -177,7 +177,9 @@ def _get_run(client, run_id: str):
 def _base_name(tags: dict[str, str]) -> str:
     """The original's run name without the divergence mark."""
     name = tags.get("mlflow.runName", "run")
-    return name[:-len(" (diverged)")] if name.endswith(" (diverged)") else name
+    from experiments.runner import DIVERGED_MARK
+
+    return name.removeprefix(DIVERGED_MARK)
 
 
 def code_version_warnings(tags: dict[str, str]) -> list[str]:

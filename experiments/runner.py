@@ -165,6 +165,9 @@ def claim_folder(folder: Path, key: str):
     return lock
 
 
+DIVERGED_MARK = "diverged: "  # first in a diverged run's name: the UI cuts long names short
+
+
 def ui_hint(uri: str, experiment_id: str, run_id: str) -> str:
     """Where a run is in the MLflow UI: its full URL on a tracking server, else the command
     that serves the store and the page to open."""
@@ -276,8 +279,8 @@ def _run_claimed(cfg: DictConfig, *, overrides, parent_run_id, experiment_id, ex
         client.log_inputs(run_id, datasets=dataset_inputs(cfg, data, tags["dataset_digest"]))
         outcome = _train_and_log(cfg, client, run_id, data, model, objects, rngs, output_dir,
                                  in_sweep=parent_run_id is not None)
-        if outcome.tags.get("diverged") == "true":  # recognisable at a glance in the runs table
-            tags["mlflow.runName"] = f"{run_name} (diverged)"
+        if outcome.tags.get("diverged") == "true":  # at a glance, also in a narrow Name column
+            tags["mlflow.runName"] = f"{DIVERGED_MARK}{run_name}"
             client.set_tag(run_id, "mlflow.runName", tags["mlflow.runName"])
         client.set_terminated(run_id, "FINISHED")
         outcome.tags.update(tags)

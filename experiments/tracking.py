@@ -1,4 +1,4 @@
-"""MLflow plumbing: where the store is, experiments created once, config leaves as params."""
+"""MLflow plumbing: where the store is, checking and opening it once, experiments created once."""
 from __future__ import annotations
 
 import contextlib
@@ -14,11 +14,8 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Iterator
 
-from omegaconf import DictConfig, OmegaConf
-
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STORE = PROJECT_ROOT / "mlruns"
-MAX_PARAM_LENGTH = 6000
 # The only metrics that may differ between a run and its reproduction (or across workers).
 TIMING_METRICS = frozenset({"epoch_seconds", "wall_seconds", "train_seconds"})
 
@@ -364,6 +361,11 @@ def _redact(uri: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
+# The MLflow 3 UI opens an experiment without this tag in its GenAI mode ("Evaluations");
+# with it, in the model-training mode (runs, charts, models). A user's own choice is kept.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
 def ensure_experiment(uri: str, name: str, description: str | None = None) -> str:
     """Create (or find) an experiment once; return its id. Call in one process only."""
     check_reachable(uri)
@@ -371,7 +373,9 @@ def ensure_experiment(uri: str, name: str, description: str | None = None) -> st
         client = client_for(uri)
         exp = client.get_experiment_by_name(name)
         if exp is None:
-            tags = {"mlflow.note.content": description} if description else None
+            tags = {EXPERIMENT_KIND[0]: EXPERIMENT_KIND[1]}
+            if description:
+                tags["mlflow.note.content"] = description
             try:
                 exp_id = client.create_experiment(
                     name, artifact_location=artifact_location_for(uri), tags=tags)
@@ -386,25 +390,14 @@ def ensure_experiment(uri: str, name: str, description: str | None = None) -> st
                 client.restore_experiment(exp_id)
             if description and exp.tags.get("mlflow.note.content") != description:
                 client.set_experiment_tag(exp_id, "mlflow.note.content", description)
+            if EXPERIMENT_KIND[0] not in exp.tags:
+                client.set_experiment_tag(exp_id, *EXPERIMENT_KIND)
         return exp_id
     except StoreError:
         raise
     except Exception as err:  # noqa: BLE001 - any store failure becomes one line
         raise StoreError(f"cannot use the MLflow store {_redact(uri)}: {first_line(err)}") \
             from None
-
-
-def flatten(cfg: DictConfig | dict, prefix: str = "") -> dict[str, str]:
-    """Every leaf of a (resolved) config as a dotted key; lists stay whole, `[128, 64]`."""
-    node = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
-    out: dict[str, str] = {}
-    for key, value in node.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, dotted + "."))
-        else:
-            out[dotted] = str(value)[:MAX_PARAM_LENGTH]
-    return out
 
 
 def git_info() -> tuple[str, bool]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments import tracking
+from experiments.config import job_params
 
 UNSENT_FILE = "unsent.json"
 SENT_FILE = "sent.json"
@@ -127,7 +128,7 @@ def resend(output_dir: Path, tracking_uri: str | None = None) -> tuple[str, dict
 
     from omegaconf import OmegaConf
 
-    params = tracking.flatten(OmegaConf.load(output_dir / "config.yaml"))
+    params = job_params(OmegaConf.load(output_dir / "config.yaml"))
     new_params = [Param(k, v) for k, v in params.items() if k not in run.data.params]
     for start in range(0, len(new_params), 100):
         client.log_batch(run_id, params=new_params[start:start + 100], synchronous=True)

@@ -210,7 +210,7 @@ def test_divergence_is_a_result_without_numpy_warnings(tracking_uri, client, tmp
     assert proc.returncode == 0, proc.stderr
     assert "RuntimeWarning" not in proc.stderr, proc.stderr
     (summary,) = [line for line in proc.stderr.splitlines() if line.startswith("MLflow run")]
-    assert "diverged at epoch" in summary
+    assert "diverged in epoch 1" in summary
     (run,) = all_runs(client)
     assert run.data.tags["diverged"] == "true" and run.data.tags["stop_reason"] == "diverged"
     assert run.info.status == "FINISHED"

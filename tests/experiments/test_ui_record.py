@@ -32,8 +32,8 @@ def test_lr_tuning_logs_finite_metrics_and_names_the_diverged_arms(tracking_uri,
     assert "optimizer.lr=10.0" in diverged <= {"optimizer.lr=1.0", "optimizer.lr=10.0"}
     for child in children:
         is_diverged = child.data.tags["diverged"] == "true"
-        assert child.info.run_name.endswith("(diverged)") == is_diverged, child.info.run_name
-        assert child.info.run_name.startswith(child.data.tags["ann.arm"])
+        assert child.info.run_name.startswith("diverged: ") == is_diverged, child.info.run_name
+        assert child.info.run_name.endswith(child.data.tags["ann.arm"])
         if is_diverged:  # where and how it diverged
             assert int(child.data.tags["diverged_epoch"]) >= 1
             assert int(child.data.tags["diverged_update"]) >= 1
