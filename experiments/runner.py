@@ -240,6 +240,27 @@ def dataset_inputs(cfg: DictConfig, data, digest: str) -> list:
     return inputs
 
 
+def _log_inputs(client, run_id: str, inputs: list, attempts: int = 3) -> None:
+    """log_inputs through the Uplink, retrying a collision with a concurrent writer.
+
+    MLflow's SQL store looks the dataset (experiment, name, digest) up, then inserts it: the
+    jobs of a parallel sweep log the same dataset at the same moment, and all but one insert
+    fail on its unique key (sqlite3.IntegrityError, seen with 4 joblib workers). A retry finds
+    the dataset the other job created. Any other failure is the Uplink's (results kept)."""
+    raw = getattr(client, "_client", client)
+    for _ in range(attempts - 1):
+        if getattr(client, "error", None) is not None:
+            return
+        try:
+            raw.log_inputs(run_id, datasets=inputs)
+            return
+        except Exception as err:  # noqa: BLE001 - only the collision is retried here
+            if "UNIQUE constraint failed" not in str(err) and "IntegrityError" not in str(err):
+                break
+            time.sleep(0.05)
+    client.log_inputs(run_id, datasets=inputs)
+
+
 def _run_claimed(cfg: DictConfig, *, overrides, parent_run_id, experiment_id, extra_tags,
                  output_dir: Path, tracking_uri, arm_overrides, run_name: str | None,
                  source_name: str) -> JobOutcome:
@@ -276,7 +297,7 @@ def _run_claimed(cfg: DictConfig, *, overrides, parent_run_id, experiment_id, ex
         tags["dataset_digest"] = data.digest()
         client.set_tag(run_id, "dataset_digest", tags["dataset_digest"])
         _log_params(client, run_id, descriptor_params(data, model))
-        client.log_inputs(run_id, datasets=dataset_inputs(cfg, data, tags["dataset_digest"]))
+        _log_inputs(client, run_id, dataset_inputs(cfg, data, tags["dataset_digest"]))
         outcome = _train_and_log(cfg, client, run_id, data, model, objects, rngs, output_dir,
                                  in_sweep=parent_run_id is not None)
         if outcome.tags.get("diverged") == "true":  # at a glance, also in a narrow Name column

@@ -214,3 +214,42 @@ def test_divergence_is_a_result_without_numpy_warnings(tracking_uri, client, tmp
     (run,) = all_runs(client)
     assert run.data.tags["diverged"] == "true" and run.data.tags["stop_reason"] == "diverged"
     assert run.info.status == "FINISHED"
+
+
+def _log_same_dataset(uri: str, exp_id: str, name: str, barrier, results) -> None:
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.tracking import MlflowClient
+
+    from experiments.runner import _log_inputs
+    from experiments.unsent import Uplink
+
+    client = Uplink(MlflowClient(tracking_uri=uri))
+    run_id = client.create_run(exp_id).info.run_id
+    dataset = Dataset(name=name, digest="d" * 36, source_type="code", source="{}")
+    barrier.wait()
+    _log_inputs(client, run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", "train")])])
+    results.put(client.error)
+
+
+@pytest.mark.slow
+def test_jobs_logging_the_same_dataset_at_once_all_succeed(tracking_uri, client):
+    """MLflow inserts a new dataset after looking it up: simultaneous jobs of a sweep collide on
+    its unique key; the runner retries instead of losing the store for the job."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    exp_id = client.create_experiment("inputs")
+    errors = []
+    for round_ in range(6):
+        barrier, results = ctx.Barrier(4), ctx.Queue()
+        procs = [ctx.Process(target=_log_same_dataset,
+                             args=(tracking_uri, exp_id, f"set{round_}", barrier, results))
+                 for _ in range(4)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(timeout=120)
+        errors += [results.get(timeout=10) for _ in procs]
+    assert errors == [None] * 24, [e for e in errors if e]
+    runs = client.search_runs([exp_id])
+    assert len(runs) == 24 and all(len(r.inputs.dataset_inputs) == 1 for r in runs)
