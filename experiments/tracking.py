@@ -366,6 +366,16 @@ def _redact(uri: str) -> str:
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 
+def _set_experiment_tag(client, exp_id: str, key: str, value: str) -> None:
+    """Set an experiment tag that processes started together may all be setting: MLflow's
+    SQL store inserts a missing tag, so all but one collide on its key; the tag is then set."""
+    try:
+        client.set_experiment_tag(exp_id, key, value)
+    except Exception:  # noqa: BLE001 - a concurrent writer set it, or the store failed
+        if client.get_experiment(exp_id).tags.get(key) != value:
+            raise
+
+
 def ensure_experiment(uri: str, name: str, description: str | None = None) -> str:
     """Create (or find) an experiment once; return its id. Call in one process only."""
     check_reachable(uri)
@@ -389,9 +399,9 @@ def ensure_experiment(uri: str, name: str, description: str | None = None) -> st
             if exp.lifecycle_stage == "deleted":
                 client.restore_experiment(exp_id)
             if description and exp.tags.get("mlflow.note.content") != description:
-                client.set_experiment_tag(exp_id, "mlflow.note.content", description)
+                _set_experiment_tag(client, exp_id, "mlflow.note.content", description)
             if EXPERIMENT_KIND[0] not in exp.tags:
-                client.set_experiment_tag(exp_id, *EXPERIMENT_KIND)
+                _set_experiment_tag(client, exp_id, *EXPERIMENT_KIND)
         return exp_id
     except StoreError:
         raise
