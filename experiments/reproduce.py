@@ -177,7 +177,7 @@ def _get_run(client, run_id: str):
 def _base_name(tags: dict[str, str]) -> str:
     """The original's run name without the divergence mark."""
     name = tags.get("mlflow.runName", "run")
-    from experiments.runner import DIVERGED_MARK
+    from experiments.record import DIVERGED_MARK
 
     return name.removeprefix(DIVERGED_MARK)
 

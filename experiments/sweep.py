@@ -22,10 +22,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments import signals, tracking
 from experiments.config import MAX_PARAM_LENGTH, ConfigError, describe, job_params, validate
-from experiments.runner import claim_folder, source_tags, ui_hint
+from experiments.record import claim_folder, source_tags, ui_hint
 
 SWEEP_FILE = "mlflow_sweep.json"
-# The sweep folder's claim (see runner.claim_folder), held while this process lives: kept at
+# The sweep folder's claim (see record.claim_folder), held while this process lives: kept at
 # module level, since the callback object itself is pickled into every job.
 _held: list = []
 

@@ -7,11 +7,13 @@ from pathlib import Path
 HARNESS = Path(__file__).resolve().parents[2] / "experiments"
 
 # Entry points on top, then sweep orchestration, then the job runner and the comparison
-# report, then store I/O (with what it needs below it) and figures.
+# report, then a run's record (names, tags, inputs, folder claim), then store I/O (with what it
+# needs below it) and figures.
 LAYERS = {
-    4: {"train", "reproduce", "report", "resend", "server", "ui_check"},
-    3: {"sweep"},
-    2: {"runner", "comparison"},
+    5: {"train", "reproduce", "report", "resend", "server", "ui_check"},
+    4: {"sweep"},
+    3: {"runner", "comparison"},
+    2: {"record"},
     1: {"unsent", "mlflow_model"},
     0: {"tracking", "config", "plots", "compare_plots", "boundary", "signals", "pyfunc_model",
         "__init__"},

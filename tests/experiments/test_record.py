@@ -220,14 +220,14 @@ def _log_same_dataset(uri: str, exp_id: str, name: str, barrier, results) -> Non
     from mlflow.entities import Dataset, DatasetInput, InputTag
     from mlflow.tracking import MlflowClient
 
-    from experiments.runner import _log_inputs
+    from experiments.record import log_inputs
     from experiments.unsent import Uplink
 
     client = Uplink(MlflowClient(tracking_uri=uri))
     run_id = client.create_run(exp_id).info.run_id
     dataset = Dataset(name=name, digest="d" * 36, source_type="code", source="{}")
     barrier.wait()
-    _log_inputs(client, run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", "train")])])
+    log_inputs(client, run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", "train")])])
     results.put(client.error)
 
 

@@ -349,7 +349,7 @@ RACER = textwrap.dedent("""
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("round_", range(3))
+@pytest.mark.parametrize("round_", range(1))  # 3 rounds of 6 train.py: test_record.py
 def test_six_processes_create_one_new_store_together(tmp_path, round_):
     db = tmp_path / f"fresh-{round_}" / "sub" / "mlflow.db"
     uri = f"sqlite:///{db}"
