@@ -15,8 +15,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ann.layers import Dense
+from ann.losses import loss_for_task
 from ann.lstm import GATES, LSTM
 from ann.rnn import RNN, RecurrentBase
+from ann.sequential import Sequential
 
 __all__ = ["RNN", "LSTM", "GATES", "RecurrentBase", "RECURRENT", "build_recurrent"]
 
@@ -47,10 +50,6 @@ def build_recurrent(kind: str, n_in: int, hidden: int | Sequence[int], n_out: in
     Loss: ann.losses.loss_for_task(task, n_classes) (softmax cross-entropy for
     classification, n_classes defaulting to n_out; mean squared error for regression).
     """
-    from ann.layers import Dense
-    from ann.losses import loss_for_task
-    from ann.models import Sequential
-
     if kind not in RECURRENT:
         raise ValueError(f"kind={kind!r} is invalid: allowed are {sorted(RECURRENT)}")
     sizes = _hidden_sizes(hidden)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ann.bundled import load_bundled
+
 Array = np.ndarray
 
 
@@ -20,11 +22,10 @@ def _check_int(name: str, value: object, minimum: int) -> int:
 def make_digits_seq() -> tuple[Array, Array]:
     """scikit-learn's 8x8 digits read row by row: X (1797, 8, 8) pixels / 16, y (1797,) int64.
 
-    Step t is image row t (8 features). The table comes from ``ann.data.load_bundled`` (the file
-    scikit-learn ships, read without importing scikit-learn), so ann.sequences stays NumPy-only.
+    Step t is image row t (8 features). The table comes from ``ann.bundled.load_bundled``
+    (the file scikit-learn ships, read without importing scikit-learn), so ann.sequences stays
+    NumPy-only.
     """
-    from ann.data import load_bundled
-
     flat, target = load_bundled("digits")
     X = np.asarray(flat, dtype=np.float64).reshape(-1, 8, 8) / 16.0
     return X, np.asarray(target, dtype=np.int64)
