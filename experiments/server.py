@@ -20,16 +20,15 @@ import argparse
 import errno
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from experiments.serving import stop, wait_healthy  # noqa: E402,F401 - tests use them from here
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PORT = 5001
@@ -77,36 +76,6 @@ def start(store: Path, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
     out = open(log, "ab") if log else subprocess.DEVNULL
     return subprocess.Popen(server_command(store, host=host, port=port), env=server_env(),
                             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def wait_healthy(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
-    """Poll `url`/health until it answers 200; raise RuntimeError on timeout or early exit."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"the MLflow server exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"the MLflow server at {url} did not answer within {timeout:.0f} s")
-
-
-def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
-    """End the server's process group (SIGTERM, then SIGKILL after `timeout` s)."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, sig)
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=timeout)
-    except ProcessLookupError:
-        pass
 
 
 def ui_command(store: Path, *, host: str = "127.0.0.1", port: int = UI_PORT) -> list[str]:

@@ -24,15 +24,18 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from experiments.serving import stop, wait_healthy  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -109,34 +112,6 @@ def start_ui(store: Path, port: int) -> subprocess.Popen:
     log = open(store / "server.log", "ab")
     return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"`mlflow ui` exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"`mlflow ui` did not answer {url}/health within {timeout:.0f} s")
-
-
-def stop_group(proc: subprocess.Popen, timeout: float = 15.0) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=timeout)
-    except ProcessLookupError:
-        pass
 
 
 # ------------------------------------------------------------------------- what to look at
@@ -546,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         server = start_ui(store, port)
-        wait_healthy(base, server)
+        wait_healthy(base, timeout=90.0, proc=server, what="`mlflow ui`")
         seconds["server start"] = time.monotonic() - t0
         say(f"mlflow ui on {base} after {seconds['server start']:.1f} s; "
             f"{len(pages)} pages -> {out}")
@@ -563,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         if server is not None:
-            stop_group(server)
+            stop(server)
         if args.store is None:
             shutil.rmtree(store, ignore_errors=True)
     if failures:

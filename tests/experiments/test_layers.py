@@ -16,7 +16,7 @@ LAYERS = {
     2: {"record"},
     1: {"unsent", "mlflow_model"},
     0: {"tracking", "config", "plots", "compare_plots", "boundary", "signals", "pyfunc_model",
-        "__init__"},
+        "serving", "__init__"},
 }
 RANK = {module: rank for rank, modules in LAYERS.items() for module in modules}
 
