@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -73,6 +74,13 @@ def started_train(args: list[str], tracking_uri: str, cwd: Path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on at this moment."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def wait_until(ready, what: str, proc: subprocess.Popen | None = None,

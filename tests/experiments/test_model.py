@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -17,7 +15,8 @@ import numpy as np
 import pytest
 
 from tests.ann.test_data_scaling import raw_splits
-from tests.experiments.conftest import ROOT, wait_until
+from experiments.serving import stop
+from tests.experiments.conftest import ROOT, free_port, wait_until
 
 # name -> overrides: an MLP classifier and a regressor with a standardised target, and
 # recurrent nets on sequences (3-D inputs; sine is many-to-many), a few epochs each.
@@ -149,12 +148,6 @@ def test_the_model_is_the_runs_logged_model_with_no_pickle(logged, tmp_path):
         assert f"numpy=={np.__version__}" in requirements
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _post_json(url: str, body: dict):
     request = urllib.request.Request(url, data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
@@ -179,7 +172,7 @@ def test_served_model_answers_invocations_with_the_same_predictions(logged, tmp_
     run_id, cfg = runs[name]
     raw, expected = raw_test_inputs_and_expected(MlflowClient(tracking_uri=uri), run_id, cfg,
                                                  tmp_path)
-    port = _free_port()
+    port = free_port()
     bin_dir = str(Path(sys.executable).parent)  # as in an activated venv: mlflow runs uvicorn
     server = subprocess.Popen(
         [str(Path(bin_dir, "mlflow")), "models", "serve", "-m", f"runs:/{run_id}/model",
@@ -195,14 +188,7 @@ def test_served_model_answers_invocations_with_the_same_predictions(logged, tmp_
         task = "classification" if name == "iris" else "regression"
         assert_same_predictions(got, expected, task)
     finally:
-        try:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        except ProcessLookupError:
-            pass
+        stop(server, timeout=20)
 
 
 def test_the_skipped_environment_check_is_still_the_one_save_model_calls(tmp_path, monkeypatch):

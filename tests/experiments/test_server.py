@@ -13,25 +13,19 @@ from pathlib import Path
 import pytest
 
 from experiments import server as mlflow_server
-from tests.experiments.conftest import (ROOT, all_runs, parent_and_children, run_train,
-                                         started_train, wait_until)
+from tests.experiments.conftest import (ROOT, all_runs, free_port, parent_and_children,
+                                         run_train, started_train, wait_until)
 
 pytestmark = pytest.mark.slow
 RESEND = ROOT / "experiments" / "resend.py"
 TINY = ["dataset=iris", "model.hidden=[8]"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Server:
     """An `mlflow server` on 127.0.0.1 over a SQLite store under tmp_path."""
 
     def __init__(self, store: Path) -> None:
-        self.store, self.port, self.proc = store, _free_port(), None
+        self.store, self.port, self.proc = store, free_port(), None
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
@@ -244,7 +238,7 @@ def test_ui_serves_the_store_and_a_second_ui_on_its_port_fails(tmp_path, prepare
     store = tmp_path / "local"
     store.mkdir()
     shutil.copy(prepared_db, store / "mlflow.db")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, str(SERVER), "--ui", "--port", str(port), "--store", str(store)]
     ui = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
