@@ -1,6 +1,6 @@
 """Harness overhead (start-up, config, MLflow, plots) and sweep throughput with joblib workers.
 
-    .venv/bin/python benchmarks/bench_harness.py [--quick] [--markdown]
+    .venv/bin/python benchmarks/bench_harness.py [--quick] [--targets] [--repeats N] [--markdown]
 
 (a) One `experiments/train.py trainer.max_epochs=50 early_stopping=off` run (the default MLP on
     digits) into a fresh temporary SQLite store, then a second identical run into the now
@@ -16,9 +16,17 @@
     the child runs and the serial tail after the last one ends (from the runs' MLflow start and
     end times), the speedup of the wall time and of the span; checks that 16 children FINISHED.
 
+(c) `experiments/train.py experiment=lr_tuning` (6 arms, its own basic launcher) end to end into
+    a fresh store.
+
 Targets (issue 5): logging + start-up < 10% of the 50-epoch run; 2 workers >= 1.6x faster than 1.
-The machine is shared: other processes' load shows up in these figures (the load average is
-printed with them).
+Targets (issue 13), from the default-length sweeps of (b) and from (c): per-job overhead inside
+a sweep, (span of the child runs x workers - sum of their epoch_seconds) / jobs, <= 0.25 s with
+1 and with 2 workers; the serial tail after the last job (report and exit) <= 1.5 s; lr_tuning
+end to end <= 2 x the sum of its jobs' epoch_seconds + 5 s. `--targets` measures only these;
+`--repeats N` repeats every sweep N times (the two worker counts interleaved) and reports
+medians. The machine is shared: other processes' load shows up in these figures (the load
+average is printed with them).
 """
 
 from __future__ import annotations
@@ -121,8 +129,43 @@ def bench_overhead(epochs: int, repeats: int, labels=("fresh store", "existing s
     return rows, imports
 
 
-def bench_sweep(n_runs: int, epochs: int | None) -> list[list]:
-    """The same n_runs-job sweep with 1 and 2 joblib workers, each into a fresh store.
+def sweep_once(args: list[str], n_workers: int) -> dict:
+    """One sweep command (`train.py` + args) into a fresh store; its figures: wall, the serial
+    start (until the first child starts), the span of the child runs, the serial tail (after
+    the last child ends), FINISHED children, their number and the sum of their epoch_seconds."""
+    with tempfile.TemporaryDirectory(prefix="bench_sweep_") as tmp:
+        tmp_path = Path(tmp)
+        uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        t_start = time.time()
+        wall = run_cmd([PYTHON, TRAIN, *args, f"hydra.sweep.dir={tmp_path / 'multirun'}"],
+                       cwd=tmp_path, uri=uri)
+        t_end = time.time()
+        children = [r for r in runs_of(uri) if r.data.tags.get("ann.role") == "child"]
+        train = sum(epoch_seconds_sum(uri, r.info.run_id) for r in children)
+    first = min(r.info.start_time for r in children) / 1000.0
+    last = max(r.info.end_time for r in children) / 1000.0
+    n = len(children)
+    span = last - first
+    return {"wall": wall, "start": first - t_start, "span": span, "tail": t_end - last,
+            "finished": sum(r.info.status == "FINISHED" for r in children), "n": n,
+            "train": train, "n_workers": n_workers, "load": load_average(),
+            # worker-seconds per job outside training: span x workers / jobs - mean training
+            "per_job": (span * n_workers - train) / max(n, 1)}
+
+
+def median_of(results: list[dict]) -> dict:
+    """The median of each numeric figure over repeated sweeps (the load: every value)."""
+    out = dict(results[0])
+    for key, value in results[0].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = statistics.median(r[key] for r in results)
+    out["load"] = "/".join(r["load"] for r in results)
+    return out
+
+
+def bench_sweep(n_runs: int, epochs: int | None, repeats: int = 1) -> tuple[list[list], list[dict]]:
+    """The same n_runs-job sweep with 1 and 2 joblib workers, each into a fresh store (medians
+    of `repeats` sweeps, the two worker counts interleaved); table rows and the raw figures.
 
     epochs=None: the default training length (trainer.max_epochs 80 with early stopping), the
     runs a user sweeps; an int: that many epochs, early stopping off (short, start-up bound jobs).
@@ -130,59 +173,101 @@ def bench_sweep(n_runs: int, epochs: int | None) -> list[list]:
     lrs = ",".join(f"{0.001 * (i + 1):g}" for i in range(n_runs))
     length = ["early_stopping=off", f"trainer.max_epochs={epochs}"] if epochs else []
     label = f"{epochs} epochs" if epochs else "default length"
-    rows, base = [], None
+    results: dict[int, list[dict]] = {1: [], 2: []}
+    for _ in range(max(1, repeats)):
+        for n_jobs in (1, 2):
+            results[n_jobs].append(sweep_once(
+                ["-m", f"optimizer.lr={lrs}", *length, "hydra/launcher=joblib",
+                 f"hydra.launcher.n_jobs={n_jobs}"], n_jobs))
+    rows, raw, base = [], [], None
     for n_jobs in (1, 2):
-        with tempfile.TemporaryDirectory(prefix="bench_sweep_") as tmp:
-            tmp_path = Path(tmp)
-            uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-            t_start = time.time()
-            wall = run_cmd([PYTHON, TRAIN, "-m", f"optimizer.lr={lrs}", *length,
-                            "hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}",
-                            f"hydra.sweep.dir={tmp_path / 'multirun'}"], cwd=tmp_path, uri=uri)
-            t_end = time.time()
-            runs = runs_of(uri)
-            children = [r for r in runs if r.data.tags.get("ann.role") == "child"]
-            finished = sum(r.info.status == "FINISHED" for r in children)
-            train = sum(epoch_seconds_sum(uri, r.info.run_id) for r in children)
-            first = min(r.info.start_time for r in children) / 1000.0
-            last = max(r.info.end_time for r in children) / 1000.0
-        span = last - first
-        base = (wall, span) if base is None else base
-        speedup, span_speedup = base[0] / wall, base[1] / span
+        r = median_of(results[n_jobs])
+        r["label"] = f"{n_runs} jobs x {label}, n_jobs={n_jobs}"
+        raw.append(r)
+        base = (r["wall"], r["span"]) if base is None else base
+        speedup, span_speedup = base[0] / r["wall"], base[1] / r["span"]
         verdict = "" if n_jobs == 1 else ("ok" if speedup >= 1.6 else "MISS")
-        rows.append([f"{n_runs} jobs x {label}, n_jobs={n_jobs}", wall, first - t_start, span,
-                     t_end - last, f"{finished}/{n_runs}", train, speedup, span_speedup, verdict,
-                     load_average()])
+        rows.append([r["label"], r["wall"], r["start"], r["span"], r["tail"],
+                     f"{r['finished']:g}/{r['n']:g}", r["train"], r["per_job"], speedup,
+                     span_speedup, verdict, r["load"]])
+    return rows, raw
+
+
+def bench_preset(name: str, repeats: int = 1) -> dict:
+    """`train.py experiment=<name>` (its own launcher: the basic one, jobs in this process) end
+    to end into a fresh store (medians of `repeats`), against 2 x its training + 5 s."""
+    return median_of([sweep_once([f"experiment={name}"], 1) for _ in range(max(1, repeats))])
+
+
+PER_JOB_TARGET = 0.25  # s per job outside training, inside a sweep (issue 13)
+TAIL_TARGET = 1.5      # s after the last job of a 16-job sweep (report and exit)
+
+
+def target_rows(sweeps: list[dict], preset: dict, preset_name: str) -> list[list]:
+    """Issue 13's three figures against their targets."""
+    def verdict(ok: bool) -> str:
+        return "PASS" if ok else "MISS"
+
+    rows = []
+    for r in sweeps:
+        rows.append([f"per-job overhead, {r['label']}", r["per_job"], f"<= {PER_JOB_TARGET}",
+                     verdict(r["per_job"] <= PER_JOB_TARGET), r["load"]])
+    for r in sweeps:
+        rows.append([f"serial tail, {r['label']}", r["tail"], f"<= {TAIL_TARGET}",
+                     verdict(r["tail"] <= TAIL_TARGET), r["load"]])
+    limit = 2 * preset["train"] + 5.0
+    rows.append([f"experiment={preset_name} end to end ({preset['n']:g} arms, "
+                 f"training {preset['train']:.2f} s)", preset["wall"], f"<= {limit:.2f}",
+                 verdict(preset["wall"] <= limit), preset["load"]])
     return rows
 
 
-def run(quick: bool = False, markdown: bool = False, repeats: int | None = None) -> None:
-    """Measure and print both tables."""
+def run(quick: bool = False, markdown: bool = False, repeats: int | None = None,
+        targets_only: bool = False) -> None:
+    """Measure and print the tables (targets_only: only issue 13's targets table)."""
     epochs = 50
     n_runs, sweep_epochs = (4, 1) if quick else (16, 10)
     labels = ("fresh store",) if quick else ("fresh store", "existing store")
-    rows, imports = bench_overhead(epochs, repeats or (1 if quick else 3), labels)
-    print_table("Harness overhead: one experiments/train.py run (default MLP on digits, "
-                "early_stopping=off)",
-                ["run", "wall s", "MLflow run s", "sum epoch_seconds", "outside training s",
-                 "overhead", "target <10%", "load"], rows, markdown=markdown)
-    print_table("Import time in a fresh interpreter (median, minus `python -c pass`)",
-                ["module", "seconds"], imports, markdown=markdown)
-    sweep = bench_sweep(n_runs, sweep_epochs)
+    print(f"load average (1 min) at start: {load_average()}")
+    if not targets_only:
+        rows, imports = bench_overhead(epochs, repeats or (1 if quick else 3), labels)
+        print_table("Harness overhead: one experiments/train.py run (default MLP on digits, "
+                    "early_stopping=off)",
+                    ["run", "wall s", "MLflow run s", "sum epoch_seconds", "outside training s",
+                     "overhead", "target <10%", "load"], rows, markdown=markdown)
+        print_table("Import time in a fresh interpreter (median, minus `python -c pass`)",
+                    ["module", "seconds"], imports, markdown=markdown)
+    sweep_repeats = repeats or 1
+    sweep, raw = [], []
+    if not targets_only:
+        sweep, _ = bench_sweep(n_runs, sweep_epochs, sweep_repeats)
     if not quick:  # the same sweep at the default training length (what a user sweeps)
-        sweep += bench_sweep(n_runs, None)
-    print_table("Sweep throughput: hydra/launcher=joblib, fresh SQLite store per sweep",
-                ["sweep", "wall s", "before 1st job s", "jobs span s", "after last job s",
-                 "FINISHED", "sum epoch_seconds", "speedup", "span speedup", "target >=1.6x", "load"],
-                sweep, markdown=markdown)
-    print("before 1st job: start-up, config, store + experiment + parent run creation (serial);"
-          " jobs span: first child start to last child end; after: report + exit (serial)")
+        rows, raw = bench_sweep(n_runs, None, sweep_repeats)
+        sweep += rows
+    if sweep:
+        print_table("Sweep throughput: hydra/launcher=joblib, fresh SQLite store per sweep",
+                    ["sweep", "wall s", "before 1st job s", "jobs span s", "after last job s",
+                     "FINISHED", "sum epoch_seconds", "per job outside training s", "speedup",
+                     "span speedup", "target >=1.6x", "load"], sweep, markdown=markdown)
+        print("before 1st job: start-up, config, store + experiment + parent run creation "
+              "(serial); jobs span: first child start to last child end; per job outside "
+              "training: (span x workers - sum epoch_seconds) / jobs; after: report + exit "
+              "(serial)")
+    if raw:
+        preset = bench_preset("lr_tuning", sweep_repeats)
+        print_table(f"Issue 13 targets (medians of {sweep_repeats}; default MLP, 16 jobs, "
+                    "joblib; fresh store each)",
+                    ["figure", "seconds", "target s", "verdict", "load"],
+                    target_rows(raw, preset, "lr_tuning"), markdown=markdown)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = add_common_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
+    parser.add_argument("--targets", action="store_true",
+                        help="only issue 13's targets (16-job default-length sweeps, lr_tuning)")
     args = parser.parse_args(argv)
-    run(quick=args.quick, markdown=args.markdown, repeats=args.repeats)
+    run(quick=args.quick, markdown=args.markdown, repeats=args.repeats,
+        targets_only=args.targets)
 
 
 if __name__ == "__main__":
