@@ -7,7 +7,7 @@ the range of the healthy arms, with an X where they stop; the legend says where 
 diverged (an arm that diverged in its first epoch has no point but keeps its legend entry).
 An arm's best epoch, when training went on past it,
 is marked with a dot and, when the weights were rolled back to it, a dotted line joins the
-last epoch to the best one.
+last epoch to the best one. paired.png shows the arms paired by seed (plot_paired).
 No MLflow here: the report hands over plain arrays.
 """
 from __future__ import annotations
@@ -223,5 +223,80 @@ def plot_layer_diagnostics(arms: list[ArmCurves], path: Path, *, title: str,
     fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # room for the title
     fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _seed_order(seeds) -> list[str]:
+    return sorted(seeds, key=lambda s: (0, int(s), "") if s.lstrip("-").isdigit() else (1, 0, s))
+
+
+def plot_paired(table: dict[str, dict[str, float]], path: Path, *, best: str | None,
+                score: str, title: str, higher_is_better: bool = False,
+                intervals: dict[str, tuple[float, float | None, float | None]] | None = None,
+                diverged: dict[str, set[str]] | None = None) -> Path:
+    """Arms paired by seed. Left: each arm's score (`table` = {arm: {seed: score}}) with one
+    line per seed joining its points across the arms; right (with a best arm): each seed's
+    difference arm minus best, and the mean difference with its interval (`intervals` =
+    {arm: (mean, low, high)}, low/high None without one). The best arm's column is shaded;
+    a diverged run ({arm: seeds}) is an X instead of a dot."""
+    arms = list(table)
+    seeds = _seed_order({s for scores in table.values() for s in scores})
+    x = np.arange(len(arms))
+    colors = plt.get_cmap("tab10" if len(seeds) <= 10 else "tab20").colors
+    n_panels = 2 if best in table else 1
+    width = max(5.0, 0.9 * len(arms) + 2.5)
+    fig, axes = plt.subplots(1, n_panels, figsize=(width * n_panels, 4.8), squeeze=False)
+    diverged = diverged or {}
+
+    def draw(ax, value_of) -> None:
+        for k, seed in enumerate(seeds):
+            y = np.array([value_of(arm, seed) for arm in arms], dtype=float)
+            color = colors[k % len(colors)]
+            ax.plot(x, y, color=color, lw=1, alpha=0.7, label=f"seed {seed}")  # NaN breaks it
+            for i, arm in enumerate(arms):
+                if np.isfinite(y[i]):
+                    ax.plot(x[i], y[i], ls="none", color=color, ms=7 if seed in
+                            diverged.get(arm, ()) else 5,
+                            marker="X" if seed in diverged.get(arm, ()) else "o")
+        if best in table:
+            ax.axvspan(arms.index(best) - 0.4, arms.index(best) + 0.4, color="gold", alpha=0.25,
+                       lw=0)
+        ax.set_xticks(x)
+        ax.set_xticklabels([a + ("\n(best)" if a == best else "") for a in arms],
+                           rotation=30 if len(arms) > 4 else 0, ha="right" if len(arms) > 4
+                           else "center", fontsize=9)
+        ax.set_xlim(-0.6, len(arms) - 0.4)
+        ax.grid(True, axis="y", alpha=0.3)
+
+    ax = axes[0, 0]
+    draw(ax, lambda arm, seed: table[arm].get(seed, np.nan))
+    values = np.array([v for scores in table.values() for v in scores.values()], dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size and values.min() > 0 and values.max() / values.min() > 20:
+        ax.set_yscale("log")
+    ax.set_ylabel(f"{score} ({'higher' if higher_is_better else 'lower'} is better)")
+    ax.set_title("each seed's result, one line per seed", fontsize=10)
+    if len(seeds) <= 10:
+        ax.legend(fontsize=8, loc="best")
+    if n_panels == 2:
+        ref = table[best]
+        ax = axes[0, 1]
+        draw(ax, lambda arm, seed: table[arm][seed] - ref[seed]
+             if seed in table[arm] and seed in ref else np.nan)
+        ax.axhline(0.0, color="black", lw=0.8)
+        for i, arm in enumerate(arms):
+            mean, low, high = (intervals or {}).get(arm, (None, None, None))
+            if arm == best or mean is None:
+                continue
+            yerr = None if low is None else [[mean - low], [high - mean]]
+            ax.errorbar(i + 0.25, mean, yerr=yerr, color="black", marker="D", ms=6,
+                        capsize=4, lw=1.5)
+        ax.set_ylabel(f"{score}: arm minus best")
+        ax.set_title("difference from the best arm on the same seed; diamond and bar: "
+                     "mean and 95% interval", fontsize=10)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return path

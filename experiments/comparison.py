@@ -7,7 +7,9 @@ summary.csv and summary.md (for 2-D classification data also decision_boundaries
 arm's learned boundary side by side). The parent also receives the best arm's key metrics
 (`best_val_loss`, `best_test_accuracy` or `best_test_rmse`), the tag `best_arm`, and the
 summary as its description. Best arm = lowest mean best_val_loss among arms that neither
-failed nor diverged. Only the MlflowClient API is used, so an http:// server works too.
+failed nor diverged. Every arm is also compared with the best arm seed by seed (paired.py:
+mean difference, 95% interval, seeds won / lost / tied, a verdict; paired.png).
+Only the MlflowClient API is used, so an http:// server works too.
 The command line is experiments/report.py.
 """
 from __future__ import annotations
@@ -22,7 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from ann.diagnostics import QUANTITIES
-from experiments.compare_plots import ArmCurves, plot_layer_diagnostics, write_figures
+from experiments.compare_plots import (ArmCurves, plot_layer_diagnostics, plot_paired,
+                                       write_figures)
+from experiments.paired import (PAIRED_COLUMNS, SCORES, compare_with_best, csv_fields,
+                                markdown_lines, verdict_lines)
 from experiments.tracking import PROJECT_ROOT, StoreError, first_line, open_store
 
 CURVE_KEYS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "train_rmse",
@@ -297,6 +302,23 @@ def best_arm(rows: list[dict]) -> dict | None:
     return min(candidates, key=lambda r: r["best_val_loss"][0]) if candidates else None
 
 
+def score_table(arms: dict[str, list[Child]], score: str) -> tuple[dict, dict]:
+    """({arm: {seed: score}}, {arm: seeds that diverged}) over the FINISHED runs that logged
+    `score`: the input of the paired comparison. A seed run twice in an arm: the later run."""
+    table: dict[str, dict[str, float]] = {}
+    diverged: dict[str, set[str]] = {}
+    for name, runs in arms.items():
+        table[name] = {}
+        for run in runs:  # in order of start time
+            if run.status == "FINISHED" and score in run.metrics:
+                table[name][run.seed] = run.metrics[score]
+                if run.diverged:
+                    diverged.setdefault(name, set()).add(run.seed)
+                else:
+                    diverged.get(name, set()).discard(run.seed)
+    return table, diverged
+
+
 # ---------------------------------------------------------------- writing
 NUMERIC_FMT = {"best_epoch": "{:.1f}", "stopped_epoch": "{:.1f}", "train_seconds": "{:.2f}"}
 
@@ -343,24 +365,27 @@ def completeness(parent, children: list[Child]) -> tuple[str | None, str | None]
 
 
 def write_summary(rows: list[dict], out_dir: Path, *, title: str, best: dict | None,
-                  notice: str | None = None) -> str:
-    """summary.csv (mean and std columns) and summary.md; returns the Markdown. `notice`
-    (what the sweep lacks, see `completeness`) comes first, in bold."""
+                  notice: str | None = None, paired: list[str] = ()) -> str:
+    """summary.csv (mean and std columns, then the paired columns when the rows have them)
+    and summary.md; returns the Markdown. `notice` (what the sweep lacks, see
+    `completeness`) comes first, in bold; `paired` (Markdown lines) comes last."""
     text_cols = ["arm", "status", "n_seeds", "n_failed"]
     num_cols = [k for k in rows[0] if isinstance(rows[0][k], tuple)] if rows else []
     tail_cols = ["stop_reason", "diverged"]
+    paired_cols = [k for k in PAIRED_COLUMNS if rows and k in rows[0]]
     with open(out_dir / "summary.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         header = list(text_cols)
         for k in num_cols:
             header += [k, f"{k}_std"]
-        writer.writerow(header + tail_cols + ["run_ids"])
+        writer.writerow(header + tail_cols + paired_cols + ["run_ids"])
         for row in rows:
             values = [row[k] for k in text_cols]
             for k in num_cols:
                 mean, std = row[k]
                 values += ["" if math.isnan(mean) else repr(mean), "" if std is None else repr(std)]
-            writer.writerow(values + [row[k] for k in tail_cols] + [row["run_ids"]])
+            writer.writerow(values + [row[k] for k in tail_cols + paired_cols]
+                            + [row["run_ids"]])
     md_cols = text_cols[:1] + text_cols[2:3] + num_cols + tail_cols + ["status"]
     lines = [f"## {title}", ""]
     if notice:
@@ -383,6 +408,8 @@ def write_summary(rows: list[dict], out_dir: Path, *, title: str, best: dict | N
                   "batch: grad_ratio = layer1.grad_norm / layerL.grad_norm (L = the output "
                   "layer) after epoch 1 and after the last epoch; saturated_fraction and "
                   "dead_fraction after the last epoch, mean over the hidden layers."]
+    if paired:
+        lines += ["", *paired]
     md = "\n".join(lines) + "\n"
     (out_dir / "summary.md").write_text(md)
     return md
@@ -411,11 +438,14 @@ def default_out_dir(experiment_name: str, parent_run_id: str) -> Path:
     return PROJECT_ROOT / "reports" / experiment_name / parent_run_id
 
 
-def build_report(tracking_uri: str, parent_run_id: str, out_dir: Path | None = None) -> Path:
+def build_report(tracking_uri: str, parent_run_id: str, out_dir: Path | None = None, *,
+                 score: str = "best_val_loss") -> Path:
     """Write the comparison of a parent run's children locally and log it to the parent.
+    `score` is what the arms are paired on seed by seed (report.py's --score).
 
-    Raises ReportError (before logging anything) for an unknown run, a run without children or
-    an unreachable store. Returns the local folder holding the report.
+    Raises ReportError (before logging anything) for an unknown run, a run without children,
+    a score the sweep has not (test_accuracy of a regression ...) or an unreachable store.
+    Returns the local folder holding the report.
     """
     client = _client(tracking_uri)
     parent = _get_run(client, parent_run_id)
@@ -428,6 +458,11 @@ def build_report(tracking_uri: str, parent_run_id: str, out_dir: Path | None = N
 
     classification = any("val_accuracy" in c.metrics for c in children)
     quantity = "accuracy" if classification else "rmse"
+    allowed = ("best_val_loss", "test_loss", f"test_{quantity}")
+    if score not in allowed:
+        raise ReportError(f"--score {score}: not a score of this sweep ("
+                          f"{'classification' if classification else 'regression'}); "
+                          f"allowed: {', '.join(allowed)}")
     arms = group_arms(children)
     rows = summarise(arms, quantity)
     best = best_arm(rows)
@@ -441,9 +476,21 @@ def build_report(tracking_uri: str, parent_run_id: str, out_dir: Path | None = N
     if any(k in c.series for c in curves for k in LAYER_SERIES):
         plot_layer_diagnostics(curves, out_dir / "layer_diagnostics.png", columns=_sides(children),
                                title=f"{title}: inside the layers (probe batch, after each epoch)")
+    table, diverged = score_table(arms, score)
+    higher = SCORES[score]
+    paired = compare_with_best(table, best["arm"], higher_is_better=higher,
+                               diverged=diverged) if best else {}
+    for row in rows:
+        row.update(csv_fields(paired.get(row["arm"]), score))
+    plot_paired(table, out_dir / "paired.png", best=best and best["arm"], score=score,
+                higher_is_better=higher, diverged=diverged,
+                intervals={a: (r.diff, r.low, r.high) for a, r in paired.items()},
+                title=f"{title}: arms paired by seed")
     write_summary(rows, out_dir, title=f"{title} (parent run {parent_run_id})", best=best,
-                  notice=notice)
-    text = overview(rows, quantity, title=title, best=best, notice=notice)
+                  notice=notice, paired=markdown_lines(paired, table, score,
+                                                       higher_is_better=higher))
+    text = overview(rows, quantity, title=title, best=best, notice=notice,
+                    paired=verdict_lines(paired, table, score, higher_is_better=higher))
     (out_dir / "overview.md").write_text(text)
     _gradient_flows(client, arms, out_dir, experiment.name)
     _decision_boundaries(client, arms, out_dir, experiment.name)
@@ -452,7 +499,7 @@ def build_report(tracking_uri: str, parent_run_id: str, out_dir: Path | None = N
 
 
 def overview(rows: list[dict], quantity: str, *, title: str, best: dict | None,
-             notice: str | None) -> str:
+             notice: str | None, paired: list[str] = ()) -> str:
     """The parent run's description (and what the sweep prints at its end): the best arm and
     the arms ranked, one short line each, in plain lines that render in the UI's narrow "About
     this run" panel and in the runs table's Description column. The full table is
@@ -488,7 +535,10 @@ def overview(rows: list[dict], quantity: str, *, title: str, best: dict | None,
         if row["n_failed"]:
             flag += f" - {row['status']}"
         lines.append(f"{i}. {row['arm']}: {score(row)}{flag}")
-    lines += ["", "Full table: report/summary.md; curves: report/comparison.png."]
+    if paired:
+        lines += ["", *paired]
+    lines += ["", "Full table: report/summary.md; curves: report/comparison.png; seed by "
+              "seed: report/paired.png."]
     return "\n".join(lines) + "\n"
 
 

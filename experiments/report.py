@@ -3,6 +3,7 @@
     python experiments/report.py --experiment gd_variants          # latest sweep of it
     python experiments/report.py --experiment gd_variants --all    # every sweep of it
     python experiments/report.py --run-id PARENT_RUN_ID [--tracking-uri URI] [--out DIR]
+    python experiments/report.py --experiment optimizers --score test_accuracy  # pair on it
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 
 from experiments.comparison import (ReportError, _client, _search_all,  # noqa: E402
                                     build_report)
+from experiments.paired import SCORES  # noqa: E402
 from experiments.tracking import (StoreError, first_line, folder_problem,  # noqa: E402
                                   resolve_tracking_uri)
 
@@ -44,7 +46,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="default: $MLFLOW_TRACKING_URI, else the project's mlruns/mlflow.db")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default reports/<experiment>/<parent id>)")
+    parser.add_argument("--score", default="best_val_loss",
+                        help="what the arms are paired on seed by seed: "
+                        + ", ".join(SCORES) + " (default best_val_loss)")
     args = parser.parse_args(argv)
+    if args.score not in SCORES:
+        print(f"error: --score {args.score}: unknown score; allowed: {', '.join(SCORES)}",
+              file=sys.stderr)
+        return 2
     if args.all and not args.experiment:
         parser.error("--all needs --experiment")
     # Fail fast instead of retrying for minutes against a server that is down.
@@ -68,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             if out is not None and len(parents) > 1:
                 out = out / parent_id
             try:
-                path = build_report(uri, parent_id, out)
+                path = build_report(uri, parent_id, out, score=args.score)
             except ReportError as err:
                 if len(parents) == 1:
                     raise

@@ -15,8 +15,8 @@ LAYERS = {
     3: {"runner", "comparison"},
     2: {"record"},
     1: {"unsent", "mlflow_model"},
-    0: {"tracking", "config", "plots", "compare_plots", "boundary", "signals", "pyfunc_model",
-        "serving", "__init__"},
+    0: {"tracking", "config", "plots", "compare_plots", "paired", "boundary", "signals",
+        "pyfunc_model", "serving", "__init__"},
 }
 RANK = {module: rank for rank, modules in LAYERS.items() for module in modules}
 
