@@ -263,9 +263,10 @@ def plot_paired(table: dict[str, dict[str, float]], path: Path, *, best: str | N
             ax.axvspan(arms.index(best) - 0.4, arms.index(best) + 0.4, color="gold", alpha=0.25,
                        lw=0)
         ax.set_xticks(x)
-        ax.set_xticklabels([a + ("\n(best)" if a == best else "") for a in arms],
-                           rotation=30 if len(arms) > 4 else 0, ha="right" if len(arms) > 4
-                           else "center", fontsize=9)
+        tilt = len(arms) > 6 or max(len(a) for a in arms) > 11  # else the labels overlap
+        ax.set_xticklabels([a + (" (best)" if a == best else "") for a in arms],
+                           rotation=25 if tilt else 0, ha="right" if tilt else "center",
+                           rotation_mode="anchor", fontsize=9)
         ax.set_xlim(-0.6, len(arms) - 0.4)
         ax.grid(True, axis="y", alpha=0.3)
 

@@ -67,7 +67,7 @@ def compare_pair(arm: str, scores: dict[str, float], best: dict[str, float], *,
     ties = len(seeds) - wins - losses
     n, mean = len(seeds), float(d.mean())
     if n == 1:
-        return Paired(arm, 1, wins, losses, ties, mean, verdict=_one_seed(wins, losses))
+        return Paired(arm, 1, wins, losses, ties, mean, verdict=_one_seed(wins, losses, mean))
     sd = float(d.std(ddof=1))
     if sd == 0.0 or np.all(d == d[0]):  # every difference the same: a point interval
         sd, low, high = 0.0, float(d[0]), float(d[0])
@@ -108,22 +108,26 @@ def compare_with_best(table: dict[str, dict[str, float]], best: str, *,
     return out
 
 
-def fmt_diff(value: float) -> str:
-    """A difference with its sign, 3 significant digits (never NaN text)."""
-    if value == 0:
-        return "0"
-    return f"{value:+.3g}"
+def fmt_diff(*values: float) -> list[str]:
+    """Differences with their signs, all to the same decimals: 3 significant digits of the
+    largest (+0.0174 [+0.0001, +0.0348]; never NaN text)."""
+    largest = max(abs(v) for v in values)
+    if largest == 0:
+        return ["0" for _ in values]
+    decimals = max(0, 2 - math.floor(math.log10(largest)))
+    return [f"{v:+.{decimals}f}" for v in values]
 
 
-def _one_seed(wins: int, losses: int) -> str:
+def _one_seed(wins: int, losses: int, diff: float) -> str:
     side = "better than" if wins else "worse than" if losses else "tied with"
-    return f"{side} the best on its one paired seed; one seed cannot separate arms"
+    return (f"{side} the best on its one paired seed (difference {fmt_diff(diff)[0]}); one "
+            "seed cannot separate arms")
 
 
 def _with_verdict(r: Paired, higher_is_better: bool) -> Paired:
     from dataclasses import replace
 
-    interval = f"difference {fmt_diff(r.diff)} [{fmt_diff(r.low)}, {fmt_diff(r.high)}]"
+    interval = "difference {} [{}, {}]".format(*fmt_diff(r.diff, r.low, r.high))
     if r.ties == r.n_pairs:
         text = f"identical to the best in all {r.n_pairs} seeds"
     elif r.low > 0 or r.high < 0:

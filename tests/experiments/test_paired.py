@@ -37,7 +37,7 @@ def test_worse_arm_by_hand():
     assert r.sd == pytest.approx(0.0081650, abs=1e-7)
     assert r.low == pytest.approx(0.0070076, abs=1e-6)
     assert r.high == pytest.approx(0.0329924, abs=1e-6)
-    assert r.verdict == "worse than the best in 4 of 4 seeds, difference +0.02 [+0.00701, +0.033]"
+    assert r.verdict == "worse than the best in 4 of 4 seeds, difference +0.0200 [+0.0070, +0.0330]"
 
 
 def test_a_tie_counts_as_a_tie_and_an_interval_over_zero_is_not_a_difference():
@@ -50,7 +50,7 @@ def test_a_tie_counts_as_a_tie_and_an_interval_over_zero_is_not_a_difference():
     assert r.low == pytest.approx(-0.0190515, abs=1e-6)
     assert r.high == pytest.approx(0.0390515, abs=1e-6)
     assert r.verdict.startswith("not distinguishable from the best with 4 seeds (better in 1, "
-                                "worse in 2, tied in 1), difference +0.01 [-0.0191, +0.0391]")
+                                "worse in 2, tied in 1), difference +0.0100 [-0.0191, +0.0391]")
 
 
 def test_a_missing_seed_pairs_only_the_common_seeds():
@@ -79,7 +79,8 @@ def test_one_seed_gives_a_difference_but_no_interval():
     r = compare_with_best(table, "a")["b"]
     assert r.n_pairs == 1 and r.diff == pytest.approx(0.05) and r.losses == 1
     assert r.low is None and r.high is None and r.sd is None
-    assert "one seed cannot separate arms" in r.verdict
+    assert r.verdict == ("worse than the best on its one paired seed (difference +0.0500); one "
+                         "seed cannot separate arms")
     lines = verdict_lines(compare_with_best(table, "a"), table, "best_val_loss")
     assert lines == [ONE_SEED_NOTE] and "seeds=5" in ONE_SEED_NOTE
     assert ONE_SEED_NOTE in "\n".join(markdown_lines(compare_with_best(table, "a"), table,
@@ -93,7 +94,7 @@ def test_equal_differences_give_a_point_interval_never_nan():
     results = compare_with_best(table, "a")
     shifted, same = results["shifted"], results["same"]
     assert (shifted.diff, shifted.low, shifted.high, shifted.sd) == (0.25, 0.25, 0.25, 0.0)
-    assert shifted.verdict == "worse than the best in 3 of 3 seeds, difference +0.25 [+0.25, +0.25]"
+    assert shifted.verdict == "worse than the best in 3 of 3 seeds, difference +0.250 [+0.250, +0.250]"
     assert (same.diff, same.low, same.high, same.ties) == (0.0, 0.0, 0.0, 3)
     assert same.verdict == "identical to the best in all 3 seeds"
     text = "\n".join(verdict_lines(results, table, "best_val_loss")
