@@ -6,17 +6,17 @@ from pathlib import Path
 
 HARNESS = Path(__file__).resolve().parents[2] / "experiments"
 
-# Entry points on top, then sweep orchestration, then the job runner and the comparison
-# report, then a run's record (names, tags, inputs, folder claim), then store I/O (with what it
-# needs below it) and figures.
+# Entry points on top, then sweep orchestration and the range test's job (both build on the
+# runner), then the job runner and the comparison report, then a run's record (names, tags,
+# inputs, folder claim), then store I/O (with what it needs below it) and figures.
 LAYERS = {
-    5: {"train", "reproduce", "report", "resend", "server", "ui_check"},
-    4: {"sweep"},
+    5: {"train", "reproduce", "report", "resend", "server", "ui_check", "lr_find"},
+    4: {"sweep", "lr_find_run"},
     3: {"runner", "comparison"},
     2: {"record"},
     1: {"unsent", "mlflow_model"},
     0: {"tracking", "config", "plots", "compare_plots", "paired", "boundary", "signals",
-        "pyfunc_model", "serving", "__init__"},
+        "pyfunc_model", "serving", "lr_find_plot", "__init__"},
 }
 RANK = {module: rank for rank, modules in LAYERS.items() for module in modules}
 
