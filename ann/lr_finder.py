@@ -56,8 +56,9 @@ class RangeTestResult:
     lrs[i], losses[i], smoothed[i]: the rate of update i, the batch loss before it and the
     smoothed loss (all finite, same length = updates recorded). suggested_lr is that of the
     chosen rule, None when the curve is too short or never falls (`method`, how it was chosen
-    in plain words, then says why); suggestions[rule] = (rate, method) for every rule. stop_reason: "num_updates"
-    (all updates made), "diverged" (smoothed > stop_factor x its minimum) or "non_finite".
+    in plain words, then says why); suggestions[rule] = (rate, method) for every rule.
+    stop_reason: "num_updates" (all updates made), "diverged" (smoothed > stop_factor x its
+    minimum) or "non_finite".
     """
 
     lrs: Array
@@ -157,7 +158,7 @@ def _batches(n: int, batch_size: int | None, rng: np.random.Generator):
 
 def lr_range_test(model: Any, data: Any, *, optimizer: Any, rng: np.random.Generator,
                   batch_size: int | None = None, min_lr: float = 1e-7, max_lr: float = 10.0,
-                  num_updates: int = 100, stop_factor: float | None = 4.0, beta: float = 0.98,
+                  num_updates: int = 300, stop_factor: float | None = 4.0, beta: float = 0.98,
                   clip_grad_norm: float | None = None,
                   suggestion: str = "minimum") -> RangeTestResult:
     """Run the range test on `data.X_train, data.y_train` (see the module docstring).
