@@ -171,7 +171,8 @@ def lr_range_test(model: Any, data: Any, *, optimizer: Any, rng: np.random.Gener
            and clip_grad_norm > 0), "a number > 0 or None")
     X, y = data.X_train, data.y_train
     if len(X) < 1 or len(y) != len(X):
-        raise ValueError(f"training split has {len(X)} inputs and {len(y)} targets: need equal, >= 1")
+        raise ValueError(f"training split has {len(X)} inputs and {len(y)} targets: "
+                         "need equal, >= 1")
     rates = exponential_rates(min_lr, max_lr, num_updates)
     opt = copy.deepcopy(optimizer)
     opt.reset()
