@@ -28,6 +28,7 @@ from experiments.compare_plots import (ArmCurves, plot_layer_diagnostics, plot_p
                                        write_figures)
 from experiments.paired import (PAIRED_COLUMNS, SCORES, compare_with_best, csv_fields,
                                 markdown_lines, verdict_lines)
+from experiments.resume import reused_run_ids
 from experiments.tracking import PROJECT_ROOT, StoreError, first_line, open_store
 
 CURVE_KEYS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "train_rmse",
@@ -100,10 +101,13 @@ def _unclip(value: float) -> float:
     return math.copysign(math.inf, value) if abs(value) >= 1.7e308 else value
 
 
-def read_children(client, parent_run_id: str, experiment_id: str) -> list[Child]:
-    """Every child of the parent with its final metrics and per-epoch histories."""
+def read_children(client, parent_run_id: str, experiment_id: str,
+                  reused: list[str] = ()) -> list[Child]:
+    """Every child of the parent with its final metrics and per-epoch histories, and the
+    runs it reuses (`resume=true`: resume.reused_run_ids of the parent's tags)."""
     runs = _search_all(client, [experiment_id],
                        f"tags.mlflow.parentRunId = '{parent_run_id}'")
+    runs += [_get_run(client, run_id) for run_id in reused]
     children = []
     for run in runs:
         data = run.data
@@ -450,7 +454,8 @@ def build_report(tracking_uri: str, parent_run_id: str, out_dir: Path | None = N
     client = _client(tracking_uri)
     parent = _get_run(client, parent_run_id)
     experiment = client.get_experiment(parent.info.experiment_id)
-    children = read_children(client, parent_run_id, parent.info.experiment_id)
+    children = read_children(client, parent_run_id, parent.info.experiment_id,
+                             reused=reused_run_ids(parent.data.tags))
     if not children:
         raise ReportError(f"run {parent_run_id} has no child runs: not a sweep's parent run")
     out_dir = Path(out_dir) if out_dir else default_out_dir(experiment.name, parent_run_id)
@@ -467,6 +472,9 @@ def build_report(tracking_uri: str, parent_run_id: str, out_dir: Path | None = N
     rows = summarise(arms, quantity)
     best = best_arm(rows)
     title = f"{experiment.name}: {len(arms)} arms, {len(children)} runs"
+    n_reused = len(reused_run_ids(parent.data.tags))
+    if n_reused:  # resume=true: runs of earlier sweeps stand for some jobs
+        title += f" ({n_reused} reused)"
     short, notice = completeness(parent, children)
     if short:
         title += f"; {short}"

@@ -104,6 +104,8 @@ def validate(cfg: DictConfig) -> None:
     """Check every user-facing value; raise ConfigError with one line on the first bad one."""
     if not _is_int(cfg.seed) or cfg.seed < 0:
         _fail("seed", cfg.seed, "must be an integer >= 0")
+    if not isinstance(cfg.get("resume", False), bool):
+        _fail("resume", cfg.resume, "must be true or false")
     ds = cfg.dataset
     if ds.name not in DATASETS:
         _fail("dataset", ds.name, "allowed: " + ", ".join(sorted(DATASETS)))
@@ -236,7 +238,8 @@ def build_training_objects(cfg: DictConfig) -> TrainingObjects:
 # Settings of the harness, not of the job (where it logs, how it shows progress, how many
 # BLAS threads compute it, how many rows the layer diagnostics probe): in the logged
 # config.yaml, never MLflow params.
-HARNESS_KEYS = ("mlflow", "trainer.progress", "trainer.blas_threads", "trainer.probe_rows")
+HARNESS_KEYS = ("mlflow", "trainer.progress", "trainer.blas_threads", "trainer.probe_rows",
+                "resume")
 MAX_PARAM_LENGTH = 6000
 
 
@@ -287,3 +290,60 @@ def model_options(cfg: DictConfig) -> dict[str, Any]:
     for key in ("kind", "hidden"):
         opts.pop(key)
     return opts
+
+
+# Keys that change where or how a job is logged, never what it computes: left out of the config
+# digest, so a sweep re-run with `resume=true` (or a progress bar, or another store) still
+# matches the runs it already finished.
+DIGEST_EXCLUDED = ("mlflow", "trainer.progress", "resume")
+
+
+def config_digest(cfg: DictConfig) -> str:
+    """sha256 of the resolved job config (keys sorted) minus DIGEST_EXCLUDED: two jobs with the
+    same digest compute the same thing from the same code and data. Logged as the tag
+    `ann.config_digest`; `resume=true` matches finished runs by it."""
+    import hashlib
+    import json
+
+    node = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
+    node.pop("hydra", None)
+    for dotted in DIGEST_EXCLUDED:
+        *parents, leaf = dotted.split(".")
+        holder = node
+        for key in parents:
+            holder = holder.get(key) if isinstance(holder, dict) else None
+        if isinstance(holder, dict):
+            holder.pop(leaf, None)
+    text = json.dumps(node, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def expand_seeds(argv: list[str]) -> list[str]:
+    """`seeds=N` on a command line: the job, or every arm of a preset, over N seeds.
+
+    Becomes `seed=range(S,S+N)` (S = a plain `seed=S` given with it, else 0) plus `--multirun`
+    when the command is not a sweep already, before Hydra parses the line; so the record shows
+    the seeds as a swept `seed` like a hand-written `seed=0,1,2,3,4`. Raises ConfigError for a
+    bad N or a `seed=` that is itself a sweep."""
+    found = [a for a in argv if a.split("=", 1)[0] == "seeds" and "=" in a]
+    if not found:
+        return list(argv)
+    if len(found) > 1:
+        _fail("seeds", ",".join(a.split("=", 1)[1] for a in found), "give seeds=N once")
+    value = found[0].split("=", 1)[1]
+    if not value.isdigit() or int(value) < 1:
+        _fail("seeds", value, "must be an integer >= 1 (seeds=N runs seeds S..S+N-1, S = seed "
+              "or 0)")
+    start = 0
+    seed_args = [a for a in argv if a.split("=", 1)[0] in ("seed", "+seed", "++seed")]
+    for arg in seed_args:
+        given = arg.split("=", 1)[1]
+        if not given.isdigit():
+            raise ConfigError(f"invalid config: {arg}: with seeds={value} give one starting "
+                              "seed (seed=10 seeds=5 runs seeds 10..14), not a list or range")
+        start = int(given)
+    out = [a for a in argv if a is not found[0] and a not in seed_args]
+    out.append(f"seed=range({start},{start + int(value)})")
+    if not any(a in ("-m", "--multirun") for a in out):
+        out.insert(0, "--multirun")
+    return out

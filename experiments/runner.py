@@ -25,8 +25,8 @@ from ann.data import load_dataset
 from ann.models import build_model
 from ann.training import evaluate, fit, make_rngs
 from experiments import tracking
-from experiments.config import (build_training_objects, dataset_options, job_params,
-                                model_options, validate)
+from experiments.config import (build_training_objects, config_digest, dataset_options,
+                                job_params, model_options, validate)
 from experiments.record import (DIVERGED_MARK, arm_label, claim_folder, dataset_inputs,
                                 descriptor_params, log_inputs, run_label, source_tags, ui_hint)
 from experiments.unsent import Uplink, unsent_message, write_unsent
@@ -137,6 +137,7 @@ def _run_claimed(cfg: DictConfig, *, overrides, parent_run_id, experiment_id, ex
         "mlflow.runName": run_name,
         "ann.role": "child" if parent_run_id else "single",
         "ann.arm": arm,
+        "ann.config_digest": config_digest(cfg),  # what resume=true matches (config.py)
         "ann.overrides": ",".join(overrides),
         **source_tags(commit, source_name),
         "git_dirty": str(dirty).lower(),

@@ -15,14 +15,17 @@ import json
 import sys
 import threading
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import signals, tracking
-from experiments.config import MAX_PARAM_LENGTH, ConfigError, describe, job_params, validate
-from experiments.record import claim_folder, source_tags, ui_hint
+from experiments.config import (MAX_PARAM_LENGTH, ConfigError, config_digest, describe,
+                                job_params, validate)
+from experiments.record import claim_folder, run_label, source_tags, ui_hint
+from experiments.resume import data_key, plan, reused_tags
 
 SWEEP_FILE = "mlflow_sweep.json"
 # The sweep folder's claim (see record.claim_folder), held while this process lives: kept at
@@ -80,14 +83,23 @@ def _install_compose_cache() -> None:
     ConfigLoaderImpl.load_sweep_config = load_sweep_config
 
 
+@dataclass
+class JobSpec:
+    """What the launching process learns of a job by composing it."""
+
+    params: dict[str, str]  # its MLflow params (config.job_params)
+    digest: str  # config.config_digest
+    data: DictConfig  # resume.data_key: what decides its data
+
+
 def validate_jobs(config: DictConfig, jobs: list[list[str]],
-                  swept: list[str] = ()) -> list[dict[str, str]]:
+                  swept: list[str] = ()) -> list[JobSpec]:
     """Compose and validate every job's config (ConfigError names the first bad one), and
     refuse a sweep that cannot mean what it says: one over comparison presets (each preset is
     a sweep with its own experiment, which Hydra does not nest: its jobs would all be
     "default", reported as seeds of one arm) or one that runs the same job twice (`seed=0,0`,
     `optimizer.lr=0.1,0.10`: identical composed configs, reported as two seeds).
-    Returns each job's params (config.job_params)."""
+    Returns what each job is (JobSpec)."""
     from hydra.core.global_hydra import GlobalHydra
 
     presets = [k for k in swept if k.lstrip("+~") == "experiment"]
@@ -113,7 +125,7 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]],
                 f"job twice (jobs #{seen[key]} and #{number} have the same config); every job "
                 "of a sweep must differ: drop the repeated value")
         seen[key] = number
-        params.append(job_params(task))
+        params.append(JobSpec(job_params(task), config_digest(task), data_key(task)))
         if len(_COMPOSED) < MAX_KEPT:
             _COMPOSED[(id(config), tuple(job))] = job_cfg
     return params
@@ -281,10 +293,14 @@ class MlflowSweepCallback(Callback):
         try:
             found = enumerate_jobs(config)
             jobs, swept = found if found else ([], [])
-            per_job = validate_jobs(config, jobs, swept) if jobs else []
+            specs = validate_jobs(config, jobs, swept) if jobs else []
             task_cfg = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
             if not jobs:
                 validate(task_cfg)
+                if config.get("resume"):
+                    raise ConfigError("invalid config: resume=true: this sweeper's jobs are "
+                                      "not known before they run; resume needs Hydra's basic "
+                                      "sweeper (a preset or -m key=a,b)")
             uri = tracking.resolve_tracking_uri(config.mlflow.tracking_uri)
             warmup.start(config, uri)  # the config is valid: workers may start
             experiment_id = tracking.ensure_experiment(uri, config.mlflow.experiment_name,
@@ -300,6 +316,8 @@ class MlflowSweepCallback(Callback):
             print(f"error: invalid config: {describe(err)}", file=sys.stderr)
             sys.exit(2)
         client = tracking.client_for(uri)
+        reused = self._resume(client, experiment_id, jobs, swept, specs) \
+            if config.get("resume") else {}
         commit, dirty = tracking.git_info()
         choices = config.hydra.runtime.choices
         name = self._run_name(config, swept)
@@ -313,21 +331,44 @@ class MlflowSweepCallback(Callback):
             "ann.launcher": str(choices.get("hydra/launcher", "basic")),
             **source_tags(commit, "experiments/train.py"),
             "git_dirty": str(dirty).lower(),
+            **({"ann.resumed": "true"} if config.get("resume") else {}),
+            **reused_tags([r["run_id"] for r in reused.values()]),
         })
         self.parent_run_id, self.tracking_uri = run.info.run_id, uri
         from mlflow.entities import Param
 
-        items = [Param(k, v) for k, v in parent_params(per_job, jobs, swept).items()]
+        items = [Param(k, v) for k, v in parent_params([j.params for j in specs], jobs,
+                                                       swept).items()]
         for start in range(0, len(items), 100):
             client.log_batch(self.parent_run_id, params=items[start:start + 100])
         (sweep_dir / SWEEP_FILE).write_text(json.dumps({
             "tracking_uri": uri, "experiment_id": experiment_id,
-            "parent_run_id": self.parent_run_id, "swept_keys": swept}, indent=1))
+            "parent_run_id": self.parent_run_id, "swept_keys": swept,
+            "reused": reused}, indent=1))
         atexit.register(self._end_if_open)
         signals.at_interrupt(self._end_interrupted)
         warmup.join()
         print(f"MLflow: sweep parent run {self.parent_run_id} in experiment "
               f"'{config.mlflow.experiment_name}' ({len(jobs) or '?'} jobs)", file=sys.stderr)
+
+    @staticmethod
+    def _resume(client, experiment_id: str, jobs: list[list[str]], swept: list[str],
+                specs: list[JobSpec]) -> dict[str, dict]:
+        """resume=true: decide per job, say so per job, and return the reused ones as
+        {job number: {"run_id", "overrides"}} (the sweep file hands them to the jobs)."""
+        decisions = plan(client, experiment_id, jobs, [s.digest for s in specs],
+                         [s.data for s in specs])
+        names = [k.lstrip("+~") for k in swept]
+        n_reused = sum(d.run_id is not None for d in decisions)
+        print(f"resume: {n_reused} of {len(jobs)} jobs reuse a FINISHED run, "
+              f"{len(jobs) - n_reused} train:", file=sys.stderr)
+        for d in decisions:
+            label = run_label([o for o in d.overrides
+                               if o.split("=", 1)[0].lstrip("+~") in names])
+            print(f"  #{d.number} {label}: " + (d.why if d.run_id else f"trains ({d.why})"),
+                  file=sys.stderr)
+        return {str(d.number): {"run_id": d.run_id, "overrides": d.overrides}
+                for d in decisions if d.run_id is not None}
 
     @staticmethod
     def _run_name(config: DictConfig, swept: list[str]) -> str:

@@ -4,6 +4,8 @@
     python experiments/train.py model.activation=tanh optimizer.lr=0.05
     python experiments/train.py experiment=gd_variants            # a comparison preset
     python experiments/train.py -m optimizer.lr=0.001,0.01,0.1    # an ad-hoc sweep
+    python experiments/train.py experiment=optimizers seeds=5     # every arm over seeds 0..4
+    python experiments/train.py experiment=optimizers resume=true # only what has no FINISHED run
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from omegaconf import DictConfig
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from experiments import signals  # noqa: E402
-from experiments.config import ConfigError, describe  # noqa: E402
+from experiments.config import ConfigError, describe, expand_seeds  # noqa: E402
 from experiments.runner import blas_threads, run_job  # noqa: E402
 from experiments.sweep import read_sweep_file  # noqa: E402
 from experiments.tracking import StoreError  # noqa: E402
@@ -106,7 +108,17 @@ def main(cfg: DictConfig) -> float | None:
     overrides = list(hc.overrides.task)
     sweep = read_sweep_file(Path(hc.sweep.dir)) if hc.mode == RunMode.MULTIRUN else None
     kwargs = {}
+    if cfg.get("resume") is True and hc.mode != RunMode.MULTIRUN:
+        _drop_refused_folder(Path(hc.runtime.output_dir), ConfigError())
+        print("error: invalid config: resume=true: resumes a sweep (a preset, -m or seeds=N); "
+              "a single run has nothing to resume", file=sys.stderr)
+        sys.exit(2)
     if sweep:
+        reused = sweep.get("reused", {}).get(str(hc.job.num))
+        if reused is not None and reused["overrides"] == overrides:
+            print(f"job #{hc.job.num} ({','.join(overrides)}): resume: reuses FINISHED run "
+                  f"{reused['run_id']}", file=sys.stderr)
+            return None
         swept = set(sweep["swept_keys"])
         kwargs = dict(parent_run_id=sweep["parent_run_id"], experiment_id=sweep["experiment_id"],
                       tracking_uri=sweep["tracking_uri"],
@@ -139,6 +151,11 @@ def main(cfg: DictConfig) -> float | None:
 if __name__ == "__main__":
     signals.install_launcher()  # before Hydra: a sweep's launching process must end it too
     _compact_config_errors()
+    try:
+        sys.argv[1:] = expand_seeds(sys.argv[1:])
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
     try:
         main()
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the runs are KILLED; one line, no traceback

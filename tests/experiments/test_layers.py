@@ -13,7 +13,7 @@ LAYERS = {
     5: {"train", "reproduce", "report", "resend", "server", "ui_check", "lr_find"},
     4: {"sweep", "lr_find_run"},
     3: {"runner", "comparison"},
-    2: {"record"},
+    2: {"record", "resume"},
     1: {"unsent", "mlflow_model"},
     0: {"tracking", "config", "plots", "compare_plots", "paired", "boundary", "signals",
         "pyfunc_model", "serving", "lr_find_plot", "__init__"},
