@@ -263,7 +263,7 @@ def plot_paired(table: dict[str, dict[str, float]], path: Path, *, best: str | N
             ax.axvspan(arms.index(best) - 0.4, arms.index(best) + 0.4, color="gold", alpha=0.25,
                        lw=0)
         ax.set_xticks(x)
-        tilt = len(arms) > 6 or max(len(a) for a in arms) > 11  # else the labels overlap
+        tilt = len(arms) > 6 or max(map(len, arms), default=0) > 11  # else labels overlap
         ax.set_xticklabels([a + (" (best)" if a == best else "") for a in arms],
                            rotation=25 if tilt else 0, ha="right" if tilt else "center",
                            rotation_mode="anchor", fontsize=9)

@@ -68,11 +68,10 @@ def compare_pair(arm: str, scores: dict[str, float], best: dict[str, float], *,
     n, mean = len(seeds), float(d.mean())
     if n == 1:
         return Paired(arm, 1, wins, losses, ties, mean, verdict=_one_seed(wins, losses, mean))
-    sd = float(d.std(ddof=1))
-    if sd == 0.0 or np.all(d == d[0]):  # every difference the same: a point interval
-        sd, low, high = 0.0, float(d[0]), float(d[0])
-        mean = float(d[0])
+    if np.all(d == d[0]):  # a point interval (in floats 0.1 x 3 has mean 0.1 + 2e-17, sd 2e-17)
+        mean, sd, low, high = float(d[0]), 0.0, float(d[0]), float(d[0])
     else:
+        sd = float(d.std(ddof=1))
         half = t_quantile(n, confidence) * sd / math.sqrt(n)
         low, high = mean - half, mean + half
     result = Paired(arm, n, wins, losses, ties, mean, sd, low, high)

@@ -94,9 +94,14 @@ def test_equal_differences_give_a_point_interval_never_nan():
     results = compare_with_best(table, "a")
     shifted, same = results["shifted"], results["same"]
     assert (shifted.diff, shifted.low, shifted.high, shifted.sd) == (0.25, 0.25, 0.25, 0.0)
-    assert shifted.verdict == "worse than the best in 3 of 3 seeds, difference +0.250 [+0.250, +0.250]"
+    assert shifted.verdict == ("worse than the best in 3 of 3 seeds, difference +0.250 "
+                               "[+0.250, +0.250]")
     assert (same.diff, same.low, same.high, same.ties) == (0.0, 0.0, 0.0, 3)
     assert same.verdict == "identical to the best in all 3 seeds"
+    # 0.1 three times: its float mean is 0.10000000000000002 and its float sd 1.7e-17, not 0
+    flat = compare_with_best({"a": {"0": 0.0, "1": 0.0, "2": 0.0},
+                              "b": {"0": 0.1, "1": 0.1, "2": 0.1}}, "a")["b"]
+    assert (flat.diff, flat.low, flat.high, flat.sd) == (0.1, 0.1, 0.1, 0.0)
     text = "\n".join(verdict_lines(results, table, "best_val_loss")
                      + markdown_lines(results, table, "best_val_loss"))
     assert "nan" not in text.lower() and "inf" not in text.lower()
