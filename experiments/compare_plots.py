@@ -238,7 +238,7 @@ def plot_paired(table: dict[str, dict[str, float]], path: Path, *, best: str | N
     """Arms paired by seed. Left: each arm's score (`table` = {arm: {seed: score}}) with one
     line per seed joining its points across the arms; right (with a best arm): each seed's
     difference arm minus best, and the mean difference with its interval (`intervals` =
-    {arm: (mean, low, high)}, low/high None without one). The best arm's column is shaded;
+    {arm: (mean, low, high)}; none drawn where low is None). The best arm's column is shaded;
     a diverged run ({arm: seeds}) is an X instead of a dot."""
     arms = list(table)
     seeds = _seed_order({s for scores in table.values() for s in scores})
@@ -288,11 +288,10 @@ def plot_paired(table: dict[str, dict[str, float]], path: Path, *, best: str | N
         ax.axhline(0.0, color="black", lw=0.8)
         for i, arm in enumerate(arms):
             mean, low, high = (intervals or {}).get(arm, (None, None, None))
-            if arm == best or mean is None:
+            if arm == best or low is None:  # one pair: its point says it all
                 continue
-            yerr = None if low is None else [[mean - low], [high - mean]]
-            ax.errorbar(i + 0.25, mean, yerr=yerr, color="black", marker="D", ms=6,
-                        capsize=4, lw=1.5)
+            ax.errorbar(i + 0.25, mean, yerr=[[mean - low], [high - mean]], color="black",
+                        marker="D", ms=6, capsize=4, lw=1.5)
         ax.set_ylabel(f"{score}: arm minus best")
         ax.set_title("difference from the best arm on the same seed; diamond and bar: "
                      "mean and 95% interval", fontsize=10)
