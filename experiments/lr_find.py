@@ -12,9 +12,6 @@ suggested rate and the run id.
 """
 from __future__ import annotations
 
-import os
-import re
-import shutil
 import sys
 from pathlib import Path
 
@@ -25,7 +22,8 @@ from omegaconf import DictConfig
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from experiments import signals  # noqa: E402
-from experiments.config import ConfigError, describe  # noqa: E402
+from experiments.config import ConfigError  # noqa: E402
+from experiments.entry import compact_config_errors, drop_refused_folder  # noqa: E402
 from experiments.lr_find_run import run_lr_find  # noqa: E402
 from experiments.tracking import StoreError  # noqa: E402
 
@@ -43,46 +41,6 @@ def refusal(argv: list[str]) -> str | None:
     return None
 
 
-def _compact_config_errors() -> None:
-    """Hydra's multi-line composition errors (unknown key or option, bad syntax) as one line,
-    exit 2, as train.py does; HYDRA_FULL_ERROR=1 shows them whole."""
-    from hydra._internal import utils as hydra_utils
-    from hydra.errors import (ConfigCompositionException, MissingConfigException,
-                              OverrideParseException)
-
-    original = hydra_utils.run_and_report
-    config_errors = (ConfigCompositionException, MissingConfigException, OverrideParseException)
-
-    def run_and_report(func):
-        try:
-            return func()
-        except config_errors as ex:
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
-                raise
-            print(f"error: invalid config: {describe(ex)}", file=sys.stderr)
-            sys.exit(2)
-        except Exception as ex:  # noqa: BLE001 - Hydra's report for everything else
-            def reraise(error: Exception = ex) -> None:
-                raise error
-            return original(reraise)
-
-    hydra_utils.run_and_report = run_and_report
-
-
-def _drop_refused_folder(folder: Path) -> None:
-    """A refused test leaves no output folder: remove what Hydra put there (.hydra/, its log)
-    when nothing else is in it, and outputs/<date>/ when that is then empty."""
-    ours = {".hydra", ".ann.lock", f"{HydraConfig.get().job.name}.log"}
-    try:
-        if folder.is_dir() and {p.name for p in folder.iterdir()} <= ours:
-            shutil.rmtree(folder)
-            date = folder.parent
-            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", date.name) and not any(date.iterdir()):
-                date.rmdir()
-    except OSError:
-        pass
-
-
 @hydra.main(config_path="../conf", config_name="lr_find", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     signals.enter_job(sys._getframe())
@@ -91,7 +49,7 @@ def main(cfg: DictConfig) -> None:
     try:
         outcome = run_lr_find(cfg, overrides=list(hc.overrides.task), output_dir=output_dir)
     except (ConfigError, StoreError) as err:
-        _drop_refused_folder(output_dir)
+        drop_refused_folder(output_dir, hc.job.name, err)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     if outcome.status != "FINISHED":
@@ -112,7 +70,7 @@ if __name__ == "__main__":
     if why:
         print(f"error: {why}", file=sys.stderr)
         sys.exit(2)
-    _compact_config_errors()
+    compact_config_errors()
     try:
         main()
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the run is KILLED; one line, no traceback

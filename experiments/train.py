@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -22,7 +21,8 @@ from omegaconf import DictConfig
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from experiments import signals  # noqa: E402
-from experiments.config import ConfigError, describe, expand_seeds  # noqa: E402
+from experiments.config import ConfigError, expand_seeds  # noqa: E402
+from experiments.entry import compact_config_errors, drop_refused_folder  # noqa: E402
 from experiments.runner import blas_threads, run_job  # noqa: E402
 from experiments.sweep import read_sweep_file  # noqa: E402
 from experiments.tracking import StoreError  # noqa: E402
@@ -36,35 +36,6 @@ def _parallel_jobs(hc) -> int:
     return (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
 
 
-def _compact_config_errors() -> None:
-    """Bad overrides (unknown key, unknown group option, bad syntax) end in one line, exit 2.
-
-    Hydra prints these over several lines; everything else keeps Hydra's own report.
-    HYDRA_FULL_ERROR=1 still shows the full stack.
-    """
-    from hydra._internal import utils as hydra_utils
-    from hydra.errors import (ConfigCompositionException, MissingConfigException,
-                              OverrideParseException)
-
-    original = hydra_utils.run_and_report
-    config_errors = (ConfigCompositionException, MissingConfigException, OverrideParseException)
-
-    def run_and_report(func):
-        try:
-            return func()
-        except config_errors as ex:
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
-                raise
-            print(f"error: invalid config: {describe(ex)}", file=sys.stderr)
-            sys.exit(2)
-        except Exception as ex:  # noqa: BLE001 - Hydra's report for everything else
-            def reraise(error: Exception = ex) -> None:
-                raise error
-            return original(reraise)
-
-    hydra_utils.run_and_report = run_and_report
-
-
 def _handle_sigterm() -> None:
     """A job starts: Ctrl-C and `kill` (SIGTERM, also what schedulers send) end its run KILLED.
 
@@ -75,32 +46,6 @@ def _handle_sigterm() -> None:
     signals.enter_job(sys._getframe(1))
 
 
-def _drop_refused_folder(folder: Path, err: Exception) -> None:
-    """A refused run leaves no output folder behind: remove what Hydra put there (.hydra/,
-    the job log) unless the folder holds anything else (results to resend, another run's)."""
-    import fcntl
-    import shutil
-
-    if isinstance(err, StoreError) and (folder / "unsent.json").exists():
-        return
-    try:
-        with open(folder / ".ann.lock", "a") as lock:  # held by another run: its folder
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return
-    ours = {".hydra", ".ann.lock", f"{HydraConfig.get().job.name}.log"}
-    try:
-        if folder.is_dir() and {p.name for p in folder.iterdir()} <= ours:
-            shutil.rmtree(folder)
-            date = folder.parent  # outputs/<date>/ of the default hydra.run.dir, if now empty
-            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", date.name) and not any(date.iterdir()):
-                date.rmdir()
-                if date.parent.name == "outputs" and not any(date.parent.iterdir()):
-                    date.parent.rmdir()
-    except OSError:
-        pass
-
-
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     _handle_sigterm()
@@ -109,7 +54,7 @@ def main(cfg: DictConfig) -> float | None:
     sweep = read_sweep_file(Path(hc.sweep.dir)) if hc.mode == RunMode.MULTIRUN else None
     kwargs = {}
     if cfg.get("resume") is True and hc.mode != RunMode.MULTIRUN:
-        _drop_refused_folder(Path(hc.runtime.output_dir), ConfigError())
+        drop_refused_folder(Path(hc.runtime.output_dir), hc.job.name)
         print("error: invalid config: resume=true: resumes a sweep (a preset, -m or seeds=N); "
               "a single run has nothing to resume", file=sys.stderr)
         sys.exit(2)
@@ -129,7 +74,7 @@ def main(cfg: DictConfig) -> float | None:
                           output_dir=Path(hc.runtime.output_dir), **kwargs)
     except (ConfigError, StoreError) as err:
         if hc.mode != RunMode.MULTIRUN:
-            _drop_refused_folder(Path(hc.runtime.output_dir), err)
+            drop_refused_folder(Path(hc.runtime.output_dir), hc.job.name, err)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     if hc.mode != RunMode.MULTIRUN:
@@ -150,7 +95,7 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     signals.install_launcher()  # before Hydra: a sweep's launching process must end it too
-    _compact_config_errors()
+    compact_config_errors()
     try:
         sys.argv[1:] = expand_seeds(sys.argv[1:])
     except ConfigError as err:

@@ -14,7 +14,7 @@ LAYERS = {
     4: {"sweep", "lr_find_run"},
     3: {"runner", "comparison"},
     2: {"record", "resume"},
-    1: {"unsent", "mlflow_model"},
+    1: {"unsent", "mlflow_model", "entry"},
     0: {"tracking", "config", "plots", "compare_plots", "paired", "boundary", "signals",
         "pyfunc_model", "serving", "lr_find_plot", "__init__"},
 }
