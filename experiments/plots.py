@@ -1,16 +1,91 @@
 """Per-run figures: the learning curves, the per-layer diagnostics and the recurrent
-gradient-flow profile."""
+gradient-flow profile.
+
+Every job of a sweep draws these, so they are drawn cheaply: a `Figure` on its own Agg canvas
+(no pyplot state), one draw per figure (margins fixed in inches instead of tight_layout and
+bbox_inches="tight", which lay the figure out by drawing it two more times), and log axes
+labelled with plain numbers (0.06, 1e-05) instead of mathtext (6x10^-2), which is parsed by
+pyparsing label by label. The layer figure went from 0.8-1.3 s to ~0.1-0.2 s, the learning
+curves from 0.35-0.6 s to ~0.1 s (CPU, per job; benchmarks/profile_job.py).
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatter, MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from ann.diagnostics import QUANTITIES
 
-from ann.diagnostics import QUANTITIES  # noqa: E402
+DPI = 90
+
+
+class PlainLogFormatter(LogFormatter):
+    """The labels LogFormatter chooses on a log axis (every decade; the minor ticks too when
+    the axis spans few decades), written as plain numbers: 0.06, 0.2, 1e-05."""
+
+    def __call__(self, x, pos=None) -> str:
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
+def _log_axis(ax) -> None:
+    """A log y axis labelled by PlainLogFormatter (majors and the minors it keeps)."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(PlainLogFormatter())
+    ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False,
+                                                   minor_thresholds=(2, 0.4)))
+
+
+def _figure(width: float, height: float, rows: int, cols: int, *, left: float, right: float,
+            bottom: float, top: float, wgap: float, hgap: float = 0.0):
+    """A figure of rows x cols axes whose margins and gaps are given in inches (room for tick
+    labels, axis labels and titles), so that it is laid out without drawing it."""
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    axes_w = (width - left - right - (cols - 1) * wgap) / cols
+    axes_h = (height - bottom - top - (rows - 1) * hgap) / rows
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height,
+                        top=1 - top / height, wspace=wgap / axes_w, hspace=hgap / axes_h)
+    return fig, axes
+
+
+_KEPT: dict[str, tuple] = {}  # kind -> (figure, axes) of this process's last figure of it
+
+
+def _reused(kind: str, make):
+    """This process's figure of `kind` (made by `make()` the first time), emptied of what the
+    last call drew: creating the axes and their ticks is half the cost of a first draw, and
+    every job of a sweep worker draws the same kinds of figure. What a figure function sets
+    (data, legends, scales, limits, labels, titles) is reset here, so a reused figure draws
+    the same pixels as a new one (tests/experiments/test_plots.py)."""
+    if kind not in _KEPT:
+        _KEPT[kind] = make()
+        return _KEPT[kind]
+    fig, axes = _KEPT[kind]
+    for legend in list(fig.legends):
+        legend.remove()
+    for ax in axes.flat:
+        for artist in (*ax.lines, *ax.collections, *ax.patches, *ax.texts):
+            artist.remove()
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+        ax.set_prop_cycle(None)  # the colour cycle starts over
+        ax.set_xscale("linear")  # also restores the default locators and formatters
+        ax.set_yscale("linear")
+        ax.relim()
+        ax.set_autoscale_on(True)
+        ax.set_title("")
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+    return fig, axes
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI)
+    return path
 
 
 def plot_learning_curves(history: dict[str, list[float]], path: Path, *, title: str,
@@ -18,19 +93,25 @@ def plot_learning_curves(history: dict[str, list[float]], path: Path, *, title: 
                          divergence: dict | None = None) -> Path:
     """Loss and the task metric (accuracy or RMSE) per epoch, train vs val, best epoch marked;
     a diverged run gets a red line at the epoch where it diverged (not itself in `history`)."""
-    from matplotlib.ticker import MaxNLocator
-
     n = len(history.get("train_loss", []))
     epochs = np.arange(1, n + 1)
     quantity = "accuracy" if "train_accuracy" in history else "rmse"
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    if divergence is not None:
+        note = (f"diverged in epoch {divergence['epoch']} at update {divergence['update']} "
+                f"(loss {divergence['loss']:.3g}); only completed epochs are shown")
+    else:
+        note = "diverged" if diverged else ""
+    fig, axes = _reused("learning_curves", lambda: _figure(13, 3.8, 1, 3, left=0.8, right=0.2,
+                                                           bottom=0.55, top=0.45, wgap=0.85))
+    fig.subplots_adjust(top=1 - (0.65 if note else 0.45) / fig.get_figheight())
+    axes = axes[0]
     for ax, q in zip(axes[:2], ("loss", quantity)):
         for split in ("train", "val"):
             if f"{split}_{q}" in history:
                 ax.plot(epochs, history[f"{split}_{q}"], label=split, marker="." if n < 20 else None)
         ax.set_ylabel(q)
         if q == "loss" and n and np.all(np.asarray(history["train_loss"]) > 0):
-            ax.set_yscale("log")
+            _log_axis(ax)
         if best_epoch:
             ax.axvline(best_epoch, color="grey", ls="--", lw=1, label=f"best epoch {best_epoch}")
         if divergence is not None:
@@ -46,31 +127,23 @@ def plot_learning_curves(history: dict[str, list[float]], path: Path, *, title: 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if divergence is not None:
             ax.set_xlim(0.5, max(n, divergence["epoch"]) + 0.5)
-    if divergence is not None:
-        note = (f"diverged in epoch {divergence['epoch']} at update {divergence['update']} "
-                f"(loss {divergence['loss']:.3g}); only completed epochs are shown")
-    else:
-        note = "diverged" if diverged else ""
     fig.suptitle(title + (f"\n{note}" if note else ""), fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_gradient_flow(grad_norms: np.ndarray, path: Path, *, title: str) -> Path:
     """||dL/dh_t|| against t on a log scale: how much error signal reaches each step."""
     steps = np.arange(1, len(grad_norms) + 1)
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    ax.semilogy(steps, np.maximum(grad_norms, 1e-300), marker=".")
+    fig, axes = _reused("gradient_flow", lambda: _figure(6, 3.8, 1, 1, left=0.85, right=0.2,
+                                                         bottom=0.55, top=0.4, wgap=0.0))
+    ax = axes[0, 0]
+    ax.plot(steps, np.maximum(grad_norms, 1e-300), marker=".")
+    _log_axis(ax)
     ax.set_xlabel("time step t")
     ax.set_ylabel("||dL/dh_t||")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 LAYER_QUANTITIES = QUANTITIES  # ann.diagnostics: layer{i}.{quantity}
@@ -78,15 +151,15 @@ LAYER_QUANTITIES = QUANTITIES  # ann.diagnostics: layer{i}.{quantity}
 
 def plot_layer_diagnostics(history: dict[str, list[float]], path: Path, *, title: str) -> Path:
     """One panel per quantity (`layer{i}.{quantity}` keys of `history`), one line per layer
-    against epochs; norms and ratios on a log scale, fractions on [0, 1]. NaN = not logged."""
+    against epochs; norms and ratios on a log scale, fractions on [0, 1]. NaN = not logged.
+    The legend (layers, input side first) stands to the right of the panels."""
     import re
-
-    from matplotlib.ticker import MaxNLocator
 
     found = [re.fullmatch(r"layer(\d+)\.(\w+)", k) for k in history]
     layers = sorted({int(m.group(1)) for m in found if m})
-    colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, max(len(layers), 1)))
-    fig, axes = plt.subplots(2, 3, figsize=(14, 7.5))
+    colors = _viridis(max(len(layers), 1))
+    fig, axes = _reused("layer_diagnostics", lambda: _figure(
+        15.6, 7.5, 2, 3, left=0.75, right=2.0, bottom=0.55, top=0.6, wgap=0.75, hgap=0.8))
     for ax, q in zip(axes.flat, LAYER_QUANTITIES):
         for color, i in zip(colors, layers):
             values = np.asarray(history.get(f"layer{i}.{q}", []), dtype=float)
@@ -96,7 +169,7 @@ def plot_layer_diagnostics(history: dict[str, list[float]], path: Path, *, title
                 ax.plot(np.arange(1, values.size + 1), values, color=color, lw=1.4,
                         marker="." if values.size < 20 else None, label=f"layer {i}")
         if q in ("grad_norm", "update_ratio") and ax.get_lines():
-            ax.set_yscale("log")
+            _log_axis(ax)
         if q.endswith("_fraction"):
             ax.set_ylim(-0.03, 1.03)
         ax.set_title(q, fontsize=10)
@@ -105,10 +178,15 @@ def plot_layer_diagnostics(history: dict[str, list[float]], path: Path, *, title
         ax.grid(True, which="both", alpha=0.3)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=10,
+        fig.legend(handles, labels, loc="center left",
+                   bbox_to_anchor=(1 - 1.9 / fig.get_figwidth(), 0.5), fontsize=10,
                    frameon=False, title="layer 1 = input side")
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(fig, path)
+
+
+def _viridis(n: int) -> np.ndarray:
+    """n colours along viridis (its dark end to 90%), one per layer."""
+    from matplotlib import colormaps
+
+    return colormaps["viridis"](np.linspace(0.0, 0.9, n))
