@@ -22,6 +22,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
+from experiments.figure_kit import inches_layout, legend_width, plain_log_axis  # noqa: E402
+
 X_AXES = {"epoch": "epoch", "samples_seen": "samples seen", "wall_seconds": "training seconds"}
 
 
@@ -111,9 +113,9 @@ def plot_panel(ax, arms: list[ArmCurves], x_key: str, y_key: str, *, log: bool =
                 if arm.restored and j < x.size - 1:
                     ax.plot([x[-1], x[j]], [y_plot[-1], y_plot[j]], color=color, ls=":", lw=1)
     if log:
-        ax.set_yscale("log")
+        plain_log_axis(ax)
     if x_key == "wall_seconds":  # runs of one sweep can differ in speed by orders of magnitude
-        ax.set_xscale("log")
+        plain_log_axis(ax, "x")
     if limits is not None and all(np.isfinite(limits)) and limits[1] > limits[0]:
         ax.set_ylim(*limits)
     if x_key != "wall_seconds":
@@ -131,7 +133,10 @@ def plot_comparison(arms: list[ArmCurves], path: Path, *, title: str,
                     x_keys: tuple[str, ...] = ("epoch", "samples_seen", "wall_seconds")) -> Path:
     """A grid: rows = x axes, columns = val_loss and val accuracy (or RMSE)."""
     y_keys = ("val_loss", _quantity(arms))
-    fig, axes = plt.subplots(len(x_keys), 2, figsize=(12, 3.6 * len(x_keys)), squeeze=False)
+    side = legend_width([arm_label(a) for a in arms]) if arms else 0.2
+    fig, axes = plt.subplots(len(x_keys), 2, figsize=(12 + side, 3.6 * len(x_keys)),
+                             squeeze=False)
+    inches_layout(fig, left=0.85, right=side + 0.1, bottom=0.55, top=0.5, wgap=0.95, hgap=0.7)
     for row, x_key in enumerate(x_keys):
         for col, y_key in enumerate(y_keys):
             plot_panel(axes[row, col], arms, x_key, y_key, log=(y_key == "val_loss"))
@@ -144,24 +149,30 @@ def plot_comparison(arms: list[ArmCurves], path: Path, *, title: str,
                           marker="X" if arm.diverged else None)
                    for i, arm in enumerate(arms)]
         fig.legend(handles, [arm_label(a) for a in arms], loc="center left",
-                   bbox_to_anchor=(1.0, 0.5), fontsize=10, frameon=False)
+                   bbox_to_anchor=(1 - (side - 0.05) / fig.get_figwidth(), 0.5), fontsize=10,
+                   frameon=False)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90, bbox_inches="tight")
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
 
 
-def write_figures(arms: list[ArmCurves], out_dir: Path, *, title: str) -> list[Path]:
-    """comparison.png (all x axes) plus one figure per x axis; returns the paths written."""
+def curve_figures(arms: list[ArmCurves], out_dir: Path, *, title: str) -> list:
+    """comparison.png (all x axes) plus one figure per x axis, as functions that draw one
+    figure each (comparison.build_report spreads them over two processes)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [plot_comparison(arms, out_dir / "comparison.png", title=title)]
+    draws = [lambda: plot_comparison(arms, out_dir / "comparison.png", title=title)]
     for x_key, name in (("epoch", "curves_vs_epoch.png"),
                         ("samples_seen", "curves_vs_samples.png"),
                         ("wall_seconds", "curves_vs_seconds.png")):
-        paths.append(plot_comparison(arms, out_dir / name, title=f"{title} - against "
-                                     f"{X_AXES[x_key]}", x_keys=(x_key,)))
-    return paths
+        draws.append(lambda x_key=x_key, name=name: plot_comparison(
+            arms, out_dir / name, title=f"{title} - against {X_AXES[x_key]}", x_keys=(x_key,)))
+    return draws
+
+
+def write_figures(arms: list[ArmCurves], out_dir: Path, *, title: str) -> list[Path]:
+    """Draw every figure of curve_figures; returns the paths written."""
+    return [draw() for draw in curve_figures(arms, out_dir, title=title)]
 
 
 def plot_gradient_flows(profiles: dict[str, np.ndarray], path: Path, *, title: str) -> Path:
@@ -200,7 +211,9 @@ def plot_layer_diagnostics(arms: list[ArmCurves], path: Path, *, title: str,
     from dataclasses import replace
 
     arms = [replace(a, best_epoch=None) for a in arms]  # no best-epoch dots here
-    fig, axes = plt.subplots(len(rows), 2, figsize=(12, 2.9 * len(rows)), squeeze=False)
+    side = legend_width([arm_label(a) for a in arms]) if arms else 0.2
+    fig, axes = plt.subplots(len(rows), 2, figsize=(12 + side, 2.9 * len(rows)), squeeze=False)
+    inches_layout(fig, left=0.9, right=side + 0.1, bottom=0.55, top=0.95, wgap=1.0, hgap=0.6)
     for r, keys in enumerate(rows):
         for c, key in enumerate(keys):
             ax = axes[r, c]
@@ -219,10 +232,10 @@ def plot_layer_diagnostics(arms: list[ArmCurves], path: Path, *, title: str,
         handles = [Line2D([], [], color=colors[i % len(colors)], lw=1.8,
                           ls="--" if arm.diverged else "-") for i, arm in enumerate(arms)]
         fig.legend(handles, [arm_label(a) for a in arms], loc="center left",
-                   bbox_to_anchor=(1.0, 0.5), fontsize=10, frameon=False)
+                   bbox_to_anchor=(1 - (side - 0.05) / fig.get_figwidth(), 0.5), fontsize=10,
+                   frameon=False)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # room for the title
-    fig.savefig(path, dpi=80, bbox_inches="tight")
+    fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
 
@@ -246,7 +259,12 @@ def plot_paired(table: dict[str, dict[str, float]], path: Path, *, best: str | N
     colors = plt.get_cmap("tab10" if len(seeds) <= 10 else "tab20").colors
     n_panels = 2 if best in table else 1
     width = max(5.0, 0.9 * len(arms) + 2.5)
-    fig, axes = plt.subplots(1, n_panels, figsize=(width * n_panels, 4.8), squeeze=False)
+    tilt = len(arms) > 6 or max(map(len, arms), default=0) > 11  # else labels overlap
+    # tilted labels hang below the axes by up to ~0.06 in per character (25 degrees, 9 pt)
+    below = 0.35 + (0.045 * max(len(a) + 7 for a in arms) if tilt and arms else 0.25)
+    fig, axes = plt.subplots(1, n_panels, figsize=(width * n_panels, 4.2 + below),
+                             squeeze=False)
+    inches_layout(fig, left=0.9, right=0.2, bottom=below, top=0.75, wgap=0.9)
     diverged = diverged or {}
 
     def draw(ax, value_of) -> None:
@@ -263,7 +281,6 @@ def plot_paired(table: dict[str, dict[str, float]], path: Path, *, best: str | N
             ax.axvspan(arms.index(best) - 0.4, arms.index(best) + 0.4, color="gold", alpha=0.25,
                        lw=0)
         ax.set_xticks(x)
-        tilt = len(arms) > 6 or max(map(len, arms), default=0) > 11  # else labels overlap
         ax.set_xticklabels([a + (" (best)" if a == best else "") for a in arms],
                            rotation=25 if tilt else 0, ha="right" if tilt else "center",
                            rotation_mode="anchor", fontsize=9)
@@ -275,7 +292,7 @@ def plot_paired(table: dict[str, dict[str, float]], path: Path, *, best: str | N
     values = np.array([v for scores in table.values() for v in scores.values()], dtype=float)
     values = values[np.isfinite(values)]
     if values.size and values.min() > 0 and values.max() / values.min() > 20:
-        ax.set_yscale("log")
+        plain_log_axis(ax)
     ax.set_ylabel(f"{score} ({'higher' if higher_is_better else 'lower'} is better)")
     ax.set_title("each seed's result, one line per seed", fontsize=10)
     if len(seeds) <= 10:
@@ -293,10 +310,9 @@ def plot_paired(table: dict[str, dict[str, float]], path: Path, *, best: str | N
             ax.errorbar(i + 0.25, mean, yerr=[[mean - low], [high - mean]], color="black",
                         marker="D", ms=6, capsize=4, lw=1.5)
         ax.set_ylabel(f"{score}: arm minus best")
-        ax.set_title("difference from the best arm on the same seed; diamond and bar: "
+        ax.set_title("difference from the best arm on the same seed;\ndiamond and bar: "
                      "mean and 95% interval", fontsize=10)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90, bbox_inches="tight")
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
