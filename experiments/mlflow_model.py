@@ -153,19 +153,23 @@ def _quiet_save():
         quiet.setLevel(level)
 
 
-def log_model(client, run_id: str | None, model, data, cfg: DictConfig, output_dir: Path) -> None:
+def log_model(client, run_id: str | None, model, data, cfg: DictConfig, output_dir: Path, *,
+              experiment_id: str | None = None) -> None:
     """Log the trained `model` (its weights already in output_dir/weights.npz) as the MLflow
     model of run `run_id`, loadable as runs:/<run_id>/model; the saved copy stays in
     output_dir/model. `client` is an MlflowClient or an Uplink (whose calls return None once
-    the store failed: the model is then saved locally only)."""
+    the store failed: the model is then saved locally only). `experiment_id` is the run's
+    (looked up when not given: get_run reads every metric of the run, 10-50 ms)."""
     from mlflow.entities import LoggedModelOutput
 
     output_dir = Path(output_dir)
     spec = model_spec(cfg, data, model)
-    run = client.get_run(run_id) if run_id is not None else None
+    if run_id is not None and experiment_id is None:
+        run = client.get_run(run_id)
+        experiment_id = run.info.experiment_id if run is not None else None
     logged = None
-    if run is not None:
-        logged = client.create_logged_model(run.info.experiment_id, name=MODEL_NAME,
+    if run_id is not None and experiment_id is not None:
+        logged = client.create_logged_model(experiment_id, name=MODEL_NAME,
                                             source_run_id=run_id, model_type=f"ann.{spec['kind']}")
     folder = output_dir / MODEL_NAME
     shutil.rmtree(folder, ignore_errors=True)
