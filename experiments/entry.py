@@ -17,6 +17,17 @@ from experiments.config import describe
 from experiments.tracking import StoreError
 
 
+def quick_exit() -> None:
+    """Let the interpreter end in ~0.05 s instead of ~0.9 s once MLflow, SQLAlchemy and
+    matplotlib are loaded: at exit, after every other exit hook, `gc.freeze()` moves every
+    object out of the collector's reach, so the collections that run while the modules are torn
+    down do not walk the whole heap again (benchmarks/bench_harness.py measures it)."""
+    import atexit
+    import gc
+
+    atexit.register(gc.freeze)  # registered first: exit hooks run last-registered first
+
+
 def compact_config_errors() -> None:
     """Bad overrides end in one line, exit 2; everything else keeps Hydra's own report.
     HYDRA_FULL_ERROR=1 still shows the full stack."""

@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from experiments import signals  # noqa: E402
 from experiments.config import ConfigError, expand_seeds  # noqa: E402
-from experiments.entry import compact_config_errors, drop_refused_folder  # noqa: E402
+from experiments.entry import (compact_config_errors, drop_refused_folder,  # noqa: E402
+                               quick_exit)
 from experiments.runner import blas_threads, run_job  # noqa: E402
 from experiments.sweep import read_sweep_file  # noqa: E402
 from experiments.tracking import StoreError  # noqa: E402
@@ -94,6 +95,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    quick_exit()
     signals.install_launcher()  # before Hydra: a sweep's launching process must end it too
     compact_config_errors()
     try:
