@@ -140,7 +140,7 @@ def plot_learning_curves(history: dict[str, list[float]], path: Path, *, title: 
     axes[2].set_ylabel("learning rate")
     for ax in axes:
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
         if divergence is not None:
             ax.set_xlim(0.5, max(n, divergence["epoch"]) + 0.5)
     fig.suptitle(title + (f"\n{note}" if note else ""), fontsize=11)
@@ -190,7 +190,7 @@ def plot_layer_diagnostics(history: dict[str, list[float]], path: Path, *, title
             ax.set_ylim(-0.03, 1.03)
         ax.set_title(q, fontsize=10, y=1.0)  # y given: not placed around the ticks at each draw
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
         ax.grid(True, which="both", alpha=0.3)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     if handles:
