@@ -85,8 +85,16 @@ def _reused(kind: str, make):
 
 
 def _save(fig, path: Path) -> Path:
-    """The PNG, zlib level 1: ~12 ms less per figure than the default 6, ~10% larger."""
-    fig.savefig(path, dpi=DPI, pil_kwargs={"compress_level": 1})
+    """The figure drawn once at DPI and written as an RGB PNG at zlib level 1 (what savefig
+    writes is RGBA at level 6: the figure is opaque, so its alpha channel is all 255). Encoding
+    the 1404 x 675 layer figure: ~45 ms as savefig does, ~24 ms so; the file is ~5% larger."""
+    from PIL import Image
+
+    fig.canvas.draw()
+    width, height = fig.canvas.get_width_height()
+    image = Image.frombuffer("RGBA", (width, height), fig.canvas.buffer_rgba(), "raw", "RGBA",
+                             0, 1)
+    image.convert("RGB").save(path, format="png", compress_level=1, dpi=(DPI, DPI))
     _freeze_labels(fig)
     return path
 
