@@ -32,6 +32,8 @@ TRAIN = str(ROOT / "experiments" / "train.py")
 # (label, module, attribute path): the label's indent shows what contains what
 SPANS = [
     ("job (Hydra's execute_job)", "hydra_plugins.hydra_joblib_launcher._core", "execute_job"),
+    ("job (Hydra's run_job, basic launcher)", "hydra._internal.core_plugins.basic_launcher",
+     "run_job"),
     ("  compose the job's config", "hydra._internal.config_loader_impl",
      "ConfigLoaderImpl.load_sweep_config"),
     ("  Hydra run_job (folder, .hydra/, logging)", "hydra_plugins.hydra_joblib_launcher._core",
@@ -46,7 +48,6 @@ SPANS = [
     ("        load_dataset", "experiments.runner", "load_dataset"),
     ("      dataset_inputs", "experiments.runner", "dataset_inputs"),
     ("      log_inputs", "experiments.runner", "log_inputs"),
-    ("      _log_params", "experiments.runner", "_log_params"),
     ("      Dataset.digest", "ann.data", "Dataset.digest"),
     ("      fit", "experiments.runner", "fit"),
     ("        (sum of epoch_seconds)", None, None),
@@ -112,7 +113,11 @@ def _wrap(label: str, fn):
 
 
 def install() -> None:
-    """Wrap every span's function (modules are imported here; a missing one is skipped)."""
+    """Wrap every span's function (modules are imported here; a missing one is skipped).
+    Hydra's plugin scan re-imports the launcher modules: it runs first."""
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()
     for label, module_name, attr in SPANS:
         if module_name is None:
             continue
@@ -137,7 +142,7 @@ def install() -> None:
 
 def report(n_jobs: int, wall: float) -> None:
     """Mean seconds per job of each span, over the jobs after the first."""
-    jobs = PER_JOB["job (Hydra's execute_job)"]
+    jobs = PER_JOB["job (Hydra's execute_job)"] or PER_JOB["job (Hydra's run_job, basic launcher)"]
     warm = [i for i in sorted(jobs) if i >= 1]
     job_mean = statistics.mean(jobs[i] for i in warm) if warm else float("nan")
     print(f"\n{n_jobs} jobs, wall {wall:.2f} s; mean of jobs 2..{n_jobs} (warm process), "
@@ -161,6 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=16)
     parser.add_argument("--cprofile", default=None)
+    parser.add_argument("--preset", default=None,
+                        help="run `experiment=PRESET` (its own launcher) instead of the lr sweep")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
     lrs = ",".join(f"{0.001 * (i + 1):g}" for i in range(args.jobs))
@@ -168,9 +175,13 @@ def main(argv: list[str] | None = None) -> None:
         os.environ.update(MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db", CI="true")
         os.chdir(tmp)
         install()
-        sys.argv = [TRAIN, "-m", f"optimizer.lr={lrs}", "hydra/launcher=joblib",
-                    "hydra.launcher.n_jobs=1", f"hydra.sweep.dir={tmp}/multirun",
-                    *args.overrides]
+        if args.preset:
+            sys.argv = [TRAIN, f"experiment={args.preset}", f"hydra.sweep.dir={tmp}/multirun",
+                        *args.overrides]
+        else:
+            sys.argv = [TRAIN, "-m", f"optimizer.lr={lrs}", "hydra/launcher=joblib",
+                        "hydra.launcher.n_jobs=1", f"hydra.sweep.dir={tmp}/multirun",
+                        *args.overrides]
         profiler = None
         if args.cprofile:
             import cProfile
@@ -186,7 +197,8 @@ def main(argv: list[str] | None = None) -> None:
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(args.cprofile)
-    report(args.jobs, wall)
+    report(len(PER_JOB["job (Hydra's execute_job)"] or
+               PER_JOB["job (Hydra's run_job, basic launcher)"]), wall)
 
 
 if __name__ == "__main__":
