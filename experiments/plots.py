@@ -61,7 +61,8 @@ def _reused(kind: str, make):
     last call drew: creating the axes and their ticks is half the cost of a first draw, and
     every job of a sweep worker draws the same kinds of figure. What a figure function sets
     (data, legends, scales, limits, labels, titles) is reset here, so a reused figure draws
-    the same pixels as a new one (tests/experiments/test_plots.py)."""
+    the same pixels as a new one (tests/experiments/test_plots.py). One job plots at a time in
+    a process (the figures are not for concurrent threads)."""
     if kind not in _KEPT:
         _KEPT[kind] = make()
         return _KEPT[kind]
