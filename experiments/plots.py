@@ -77,7 +77,9 @@ def _reused(kind: str, make):
         ax.set_prop_cycle(None)  # the colour cycle starts over
         ax.set_xscale("linear")  # also restores the default locators and formatters
         ax.set_yscale("linear")
-        ax.relim()
+        ax.relim()  # no data: the next data sets the limits, as on a new axes
+        ax.set_xlim(0.0, 1.0)  # a new axes' view, which an axes without data keeps
+        ax.set_ylim(0.0, 1.0)
         ax.set_autoscale_on(True)
         ax.set_title("")
         ax.set_xlabel("")

@@ -32,13 +32,15 @@ def _layers(n: int, n_layers: int) -> dict[str, list[float]]:
 
 LEARNING = [
     dict(history=_curves(28), best_epoch=10),
+    dict(history={k: [] for k in _curves(3)}, best_epoch=None,  # diverged in epoch 1
+         divergence={"epoch": 1, "update": 3, "loss": float("inf")}),
     dict(history=_curves(7, regression=True, scale=300.0), best_epoch=None,
          divergence={"epoch": 8, "update": 301, "loss": 1e30}),
     dict(history=_curves(40), best_epoch=33, diverged=True),
     dict(history={**_curves(12), "train_loss": [0.0] + _curves(12)["train_loss"][1:]},
          best_epoch=3),
 ]
-LAYERS = [_layers(28, 3), _layers(5, 2), _layers(60, 5), _layers(28, 3)]
+LAYERS = [_layers(28, 3), {}, _layers(5, 2), _layers(60, 5), _layers(28, 3)]
 
 
 def _pixels(path) -> np.ndarray:
