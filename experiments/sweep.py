@@ -54,15 +54,20 @@ def enumerate_jobs(config: DictConfig) -> tuple[list[list[str]], list[str]] | No
     return jobs, swept
 
 
-# Composing one job's config costs ~0.2 s, and the launching process composed every job twice:
-# once here to validate it, once more in Hydra's BasicSweeper.validate_batch_is_legal (which
-# only checks that it composes and discards the result): 3 s of serial start for 16 jobs.
-# validate_jobs keeps what it composed in _COMPOSED, and the wrapper below hands each job's
-# config to the next load_sweep_config call for the same master config and overrides (once:
-# the entry is dropped), after re-copying the master's resolver cache as Hydra does. A composed
-# config holds ~170 KB, so at most MAX_KEPT are kept (Hydra composes the rest itself again).
-_COMPOSED: dict[tuple[int, tuple[str, ...]], DictConfig] = {}
+# Composing one job's config costs ~0.1-0.2 s, and the launching process composed every job
+# three times: once here to validate it, once more in Hydra's BasicSweeper.validate_batch_is_legal
+# (which only checks that it composes and discards the result), and, when the jobs run in this
+# process (the basic launcher, joblib with n_jobs=1), once more to run it: 3 s of serial start
+# for 16 jobs, ~0.2 s per job after. validate_jobs keeps what it composed in _COMPOSED, and the
+# wrapper below hands each job's config to the next USES load_sweep_config calls for the same
+# master config and overrides (the check, then the launch, which alone sets hydra.job.id and
+# .num on it; then the entry is dropped), after re-copying the master's resolver cache as Hydra
+# does. A composed config holds ~170 KB, so at most MAX_KEPT are kept (Hydra composes the rest
+# itself again); jobs run by worker processes compose their own, and the entries left are
+# dropped when the sweep ends.
+_COMPOSED: dict[tuple[int, tuple[str, ...]], list] = {}  # key -> [config, uses left]
 MAX_KEPT = 256
+USES = 2
 
 
 def _install_compose_cache() -> None:
@@ -73,9 +78,14 @@ def _install_compose_cache() -> None:
         return
 
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
-        cfg = _COMPOSED.pop((id(master_config), tuple(sweep_overrides)), None)
-        if cfg is None:
+        key = (id(master_config), tuple(sweep_overrides))
+        entry = _COMPOSED.get(key)
+        if entry is None:
             return original(self, master_config, sweep_overrides)
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del _COMPOSED[key]
+        cfg = entry[0]
         OmegaConf.copy_cache(from_config=master_config, to_config=cfg)
         return cfg
 
@@ -127,7 +137,7 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]],
         seen[key] = number
         params.append(JobSpec(job_params(task), config_digest(task), data_key(task)))
         if len(_COMPOSED) < MAX_KEPT:
-            _COMPOSED[(id(config), tuple(job))] = job_cfg
+            _COMPOSED[(id(config), tuple(job))] = [job_cfg, USES]
     return params
 
 

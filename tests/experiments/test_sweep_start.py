@@ -1,7 +1,8 @@
 """The sweep's start-up savings, against real Hydra and real joblib/loky workers.
 
-- validate_jobs hands each job config it composed to the next load_sweep_config call (Hydra's
-  BasicSweeper.validate_batch_is_legal) once, then Hydra composes afresh;
+- validate_jobs hands each job config it composed to the next two load_sweep_config calls
+  (Hydra's BasicSweeper.validate_batch_is_legal, then the launch when the job runs in the
+  launching process), then Hydra composes afresh;
 - WorkerWarmup starts the loky workers that the joblib launcher's own Parallel call reuses;
 - release_workers stops them.
 """
@@ -37,20 +38,36 @@ def master():
                       return_hydra_config=True)
 
 
-def test_composed_job_configs_are_reused_once(master):
+def test_composed_job_configs_are_reused_for_the_check_and_the_launch(master):
     jobs = [["optimizer.lr=0.5"], ["optimizer.lr=0.25", "seed=3"]]
     sweep.validate_jobs(master, jobs)
     loader = GlobalHydra.instance().config_loader()
-    cached = sweep._COMPOSED[(id(master), tuple(jobs[1]))]
-    first = loader.load_sweep_config(master, list(jobs[1]))
+    cached = sweep._COMPOSED[(id(master), tuple(jobs[1]))][0]
+    first = loader.load_sweep_config(master, list(jobs[1]))  # Hydra's check
     assert first is cached  # no second composition
     assert first.optimizer.lr == 0.25 and first.seed == 3 and "hydra" in first
+    launched = loader.load_sweep_config(master, list(jobs[1]))  # the launch: no third one
+    assert launched is cached
     again = loader.load_sweep_config(master, list(jobs[1]))  # the entry was used up: composed
     assert again is not first and OmegaConf.to_yaml(again) == OmegaConf.to_yaml(first)
+    assert (id(master), tuple(jobs[1])) not in sweep._COMPOSED
     other_master = OmegaConf.create(OmegaConf.to_container(master))
     fresh = loader.load_sweep_config(other_master, list(jobs[0]))  # another master: not cached
-    assert fresh is not sweep._COMPOSED.get((id(master), tuple(jobs[0])))
+    assert fresh is not sweep._COMPOSED.get((id(master), tuple(jobs[0])), [None])[0]
     assert fresh.optimizer.lr == 0.5
+
+
+def test_a_launched_job_gets_the_config_hydra_would_compose(master):
+    """What the launch receives from the cache is what Hydra composes for it, hydra node and
+    all (the launcher then sets hydra.job.id and .num itself)."""
+    job = ["optimizer=adam", "optimizer.lr=0.003", "seed=2"]
+    sweep.validate_jobs(master, [job])
+    loader = GlobalHydra.instance().config_loader()
+    for _ in range(sweep.USES):
+        kept = loader.load_sweep_config(master, list(job))
+    composed = loader.load_sweep_config(master, list(job))
+    assert kept is not composed
+    assert OmegaConf.to_yaml(kept) == OmegaConf.to_yaml(composed)
 
 
 def test_validate_jobs_names_the_bad_job(master):
