@@ -16,27 +16,12 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import LogFormatter, MaxNLocator
+from matplotlib.ticker import MaxNLocator
 
 from ann.diagnostics import QUANTITIES
+from experiments.figure_kit import plain_log_axis
 
 DPI = 90
-
-
-class PlainLogFormatter(LogFormatter):
-    """The labels LogFormatter chooses on a log axis (every decade; the minor ticks too when
-    the axis spans few decades), written as plain numbers: 0.06, 0.2, 1e-05."""
-
-    def __call__(self, x, pos=None) -> str:
-        return f"{x:g}" if super().__call__(x, pos) else ""
-
-
-def _log_axis(ax) -> None:
-    """A log y axis labelled by PlainLogFormatter (majors and the minors it keeps)."""
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(PlainLogFormatter())
-    ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False,
-                                                   minor_thresholds=(2, 0.4)))
 
 
 def _figure(width: float, height: float, rows: int, cols: int, *, left: float, right: float,
@@ -138,7 +123,7 @@ def plot_learning_curves(history: dict[str, list[float]], path: Path, *, title: 
                 ax.plot(epochs, history[f"{split}_{q}"], label=split, marker="." if n < 20 else None)
         ax.set_ylabel(q)
         if q == "loss" and n and np.all(np.asarray(history["train_loss"]) > 0):
-            _log_axis(ax)
+            plain_log_axis(ax)
         if best_epoch:
             ax.axvline(best_epoch, color="grey", ls="--", lw=1, label=f"best epoch {best_epoch}")
         if divergence is not None:
@@ -165,7 +150,7 @@ def plot_gradient_flow(grad_norms: np.ndarray, path: Path, *, title: str) -> Pat
                                                          bottom=0.55, top=0.4, wgap=0.0))
     ax = axes[0, 0]
     ax.plot(steps, np.maximum(grad_norms, 1e-300), marker=".")
-    _log_axis(ax)
+    plain_log_axis(ax)
     ax.set_xlabel("time step t")
     ax.set_ylabel("||dL/dh_t||")
     ax.set_title(title, y=1.0)
@@ -196,7 +181,7 @@ def plot_layer_diagnostics(history: dict[str, list[float]], path: Path, *, title
                 ax.plot(np.arange(1, values.size + 1), values, color=color, lw=1.4,
                         marker="." if values.size < 20 else None, label=f"layer {i}")
         if q in ("grad_norm", "update_ratio") and ax.get_lines():
-            _log_axis(ax)
+            plain_log_axis(ax)
         if q.endswith("_fraction"):
             ax.set_ylim(-0.03, 1.03)
         ax.set_title(q, fontsize=10, y=1.0)  # y given: not placed around the ticks at each draw

@@ -170,9 +170,12 @@ def warm_worker(tracking_uri: str) -> int:
     import os
 
     signals.install_worker()
-    import experiments.plots  # noqa: F401 - matplotlib, for the learning curves
+    import experiments.mlflow_model  # noqa: F401 - mlflow.pyfunc, for the logged model
     import experiments.runner  # noqa: F401 - ann, the harness
+    from experiments import plots
     from mlflow.tracking import MlflowClient  # noqa: F401
+
+    plots.warm_up()  # fonts, and each kind of figure this process reuses for its jobs
 
     if tracking_uri.startswith("sqlite:"):
         import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - the store a job builds
