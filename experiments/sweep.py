@@ -14,8 +14,8 @@ import atexit
 import json
 import sys
 import threading
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -180,6 +180,22 @@ def warm_worker(tracking_uri: str) -> int:
     if tracking_uri.startswith("sqlite:"):
         import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - the store a job builds
     return os.getpid()
+
+
+def _jobs_run_here(config: DictConfig) -> bool:
+    """Whether the launcher runs the jobs in this process (basic; joblib with one job)."""
+    launcher = config.hydra.get("launcher") or {}
+    target = str(launcher.get("_target_", ""))
+    if target.endswith("BasicLauncher"):
+        return True
+    if target.endswith("JoblibLauncher"):
+        try:
+            from joblib import effective_n_jobs
+
+            return effective_n_jobs(launcher.get("n_jobs", -1)) <= 1
+        except Exception:  # noqa: BLE001
+            return True
+    return False
 
 
 def warm_report() -> None:
@@ -350,8 +366,14 @@ class MlflowSweepCallback(Callback):
             print(f"error: invalid config: {describe(err)}", file=sys.stderr)
             sys.exit(2)
         client = tracking.client_for(uri)
-        reused = self._resume(client, experiment_id, jobs, swept, specs) \
-            if config.get("resume") else {}
+        try:
+            reused = self._resume(client, experiment_id, jobs, swept, specs) \
+                if config.get("resume") else {}
+        except Exception as err:  # noqa: BLE001 - nothing is logged yet: one line
+            warmup.abandon()
+            print(f"error: resume=true: cannot match the jobs to earlier runs: "
+                  f"{tracking.first_line(err)}", file=sys.stderr)
+            sys.exit(2)
         commit, dirty = tracking.git_info()
         choices = config.hydra.runtime.choices
         name = self._run_name(config, swept)
@@ -381,7 +403,8 @@ class MlflowSweepCallback(Callback):
             "reused": reused}, indent=1))
         atexit.register(self._end_if_open)
         signals.at_interrupt(self._end_interrupted)
-        threading.Thread(target=warm_report, name="ann-report-warmup", daemon=True).start()
+        if not _jobs_run_here(config):  # else the thread would slow the jobs' epochs down
+            threading.Thread(target=warm_report, name="ann-report-warmup", daemon=True).start()
         warmup.join()
         print(f"MLflow: sweep parent run {self.parent_run_id} in experiment "
               f"'{config.mlflow.experiment_name}' ({len(jobs) or '?'} jobs)", file=sys.stderr)
