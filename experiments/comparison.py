@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from ann.diagnostics import QUANTITIES
-from experiments.compare_plots import (ArmCurves, plot_layer_diagnostics, plot_paired,
-                                       curve_figures)
+from experiments.compare_plots import (ArmCurves, curve_figures, plot_layer_diagnostics,
+                                       plot_paired)
 from experiments.paired import (PAIRED_COLUMNS, SCORES, compare_with_best, csv_fields,
                                 markdown_lines, verdict_lines)
 from experiments.resume import reused_run_ids
@@ -107,7 +107,11 @@ def read_children(client, parent_run_id: str, experiment_id: str,
     runs it reuses (`resume=true`: resume.reused_run_ids of the parent's tags)."""
     runs = _search_all(client, [experiment_id],
                        f"tags.mlflow.parentRunId = '{parent_run_id}'")
-    runs += [_get_run(client, run_id) for run_id in reused]
+    for run_id in reused:  # a reused run deleted since is left out (completeness says so)
+        try:
+            runs.append(_get_run(client, run_id))
+        except ReportError:
+            print(f"warning: reused run {run_id} is no longer in the store", file=sys.stderr)
     children = []
     for run in runs:
         data = run.data
