@@ -545,12 +545,32 @@ def draw_in_two(first: list, second: list) -> None:
                 os._exit(code)
     for draw in first:
         draw()
-    if pid is not None:
-        _, status = os.waitpid(pid, 0)
-        if os.waitstatus_to_exitcode(status) == 0:
-            return
+    if pid is not None and _child_succeeded(pid, timeout=FORK_TIMEOUT):
+        return
     for draw in second:
         draw()
+
+
+FORK_TIMEOUT = 60.0  # seconds the figure copy may still take once this process is done
+
+
+def _child_succeeded(pid: int, timeout: float) -> bool:
+    """Wait for the forked copy; a copy that hangs (a lock some other thread held at the fork
+    stays held in the copy) is killed after `timeout` s and counts as failed."""
+    import os
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status) == 0
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return False
+        time.sleep(0.005)
 
 
 def overview(rows: list[dict], quantity: str, *, title: str, best: dict | None,

@@ -182,3 +182,41 @@ def test_a_real_sweep_reports_paired_statistics(client, tracking_uri, tmp_path, 
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1, err
         assert f"--score {bad}" in err and "allowed: best_val_loss" in err
+
+
+def test_figures_drawn_in_a_forked_copy_or_here_when_it_fails_or_hangs(tmp_path, monkeypatch):
+    """comparison.draw_in_two: the copy's figures arrive; a copy that fails or hangs is
+    replaced by drawing here (the hang is cut at FORK_TIMEOUT)."""
+    import os
+    import time
+
+    from experiments import comparison
+
+    def touch(name):
+        return lambda: (tmp_path / name).write_text(str(os.getpid()))
+
+    comparison.draw_in_two([touch("a")], [touch("b")])
+    here = str(os.getpid())
+    assert (tmp_path / "a").read_text() == here
+    if len(os.sched_getaffinity(0)) >= 2:  # drawn by the copy
+        assert (tmp_path / "b").read_text() != here
+    (tmp_path / "b").unlink()
+
+    def fails():
+        if str(os.getpid()) != here:
+            raise RuntimeError("the copy fails")
+        touch("b")()
+
+    comparison.draw_in_two([touch("a")], [fails])
+    assert (tmp_path / "b").read_text() == here
+    (tmp_path / "b").unlink()
+
+    def hangs():
+        if str(os.getpid()) != here:
+            time.sleep(60)
+        touch("b")()
+
+    monkeypatch.setattr(comparison, "FORK_TIMEOUT", 0.5)
+    started = time.monotonic()
+    comparison.draw_in_two([touch("a")], [hangs])
+    assert (tmp_path / "b").read_text() == here and time.monotonic() - started < 10
