@@ -8,9 +8,10 @@ the work. The run holds:
   not use (UNUSED_KEYS: the optimizer's own rate, the schedule, early stopping, the epoch
   budget and divergence limit of training), and the descriptor params of a training run;
 - metrics: `lr_find.lr`, `lr_find.loss`, `lr_find.smoothed_loss` at step = update index
-  (0-based, in batches of MAX_BATCH), then `suggested_lr` (when there is one), the suggestion
-  of each rule (`lr_find.suggestion.minimum`, `.steepest`), `lr_find.lr_at_min`,
-  `lr_find.min_smoothed_loss`, `lr_find.n_updates`;
+  (0-based), then `suggested_lr` (when there is one), the suggestion of each rule
+  (`lr_find.suggestion.minimum`, `.steepest`), `lr_find.lr_at_min`,
+  `lr_find.min_smoothed_loss`, `lr_find.n_updates`, sent with the tags in as few `log_batch`
+  calls as MLflow allows (runner.send_batch);
 - tags: `ann.lr_find.method` (how the rate was chosen, in plain words), `stop_reason`
   (num_updates | diverged | non_finite) and `ann.lr_find.stopped` (in words), the source
   tags, `dataset_digest`, the run's description (the suggestion, for the UI);
@@ -22,9 +23,7 @@ from __future__ import annotations
 
 import csv
 import math
-import sys
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,12 +35,12 @@ from experiments.config import ConfigError, job_params, validate
 from experiments.lr_find_plot import plot_lr_find
 from experiments.record import (claim_folder, dataset_inputs, descriptor_params, log_inputs,
                                 run_label, source_tags)
-from experiments.runner import blas_threads, prepare
+from experiments.runner import (blas_threads, end_quietly, prepare, record_failure,
+                                send_batch)
 
 SETTINGS = ("min_lr", "max_lr", "num_updates", "stop_factor", "beta", "suggestion")
 UNUSED_KEYS = ("optimizer.lr", "schedule", "early_stopping", "trainer.max_epochs",
                "trainer.divergence_factor")
-MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch
 SOURCE = "experiments/lr_find.py"
 
 
@@ -115,14 +114,14 @@ def _run_and_log(cfg, values: dict, client, run_id: str, output_dir: Path,
     from threadpoolctl import threadpool_limits
 
     try:
-        _log_params(client, run_id, lr_find_params(cfg))
+        send_batch(client, run_id, params=lr_find_params(cfg))
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         client.log_artifact(run_id, str(output_dir / "config.yaml"))
         with threadpool_limits(limits=threads):
             data, model, objects, rngs = prepare(cfg)
             digest = data.digest()
             client.set_tag(run_id, "dataset_digest", digest)
-            _log_params(client, run_id, descriptor_params(data, model))
+            send_batch(client, run_id, params=descriptor_params(data, model))
             log_inputs(client, run_id, dataset_inputs(cfg, data, digest))
             result = lr_range_test(model, data, optimizer=objects.optimizer, rng=rngs["shuffle"],
                                    batch_size=cfg.trainer.batch_size,
@@ -133,18 +132,13 @@ def _run_and_log(cfg, values: dict, client, run_id: str, output_dir: Path,
         client.set_terminated(run_id, "FINISHED")
         return LrFindOutcome(run_id, "FINISHED", result)
     except KeyboardInterrupt:
-        _end_quietly(client, run_id, "KILLED")
+        end_quietly(client, run_id, "KILLED")
         from experiments.signals import note_killed
 
         note_killed(run_id)
         raise
     except BaseException as err:
-        (output_dir / "traceback.txt").write_text(traceback.format_exc())
-        try:
-            client.log_artifact(run_id, str(output_dir / "traceback.txt"))
-        except Exception:  # noqa: BLE001 - the store itself may be what failed
-            pass
-        _end_quietly(client, run_id, "FAILED")
+        record_failure(client, run_id, output_dir)
         if not isinstance(err, Exception):
             raise
         return LrFindOutcome(run_id, "FAILED", error=f"{type(err).__name__}: {err}")
@@ -152,7 +146,7 @@ def _run_and_log(cfg, values: dict, client, run_id: str, output_dir: Path,
 
 def _log_result(client, run_id: str, result: RangeTestResult, output_dir: Path,
                 title: str) -> None:
-    from mlflow.entities import Metric, RunTag
+    from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
     series = [Metric(key, float(value), now, i)
@@ -172,9 +166,7 @@ def _log_result(client, run_id: str, result: RangeTestResult, output_dir: Path,
     stopped = _stopped_words(result)
     tags = {"ann.lr_find.method": result.method, "stop_reason": result.stop_reason,
             "ann.lr_find.stopped": stopped, "mlflow.note.content": _description(result, stopped)}
-    for start in range(0, len(series), MAX_BATCH):
-        client.log_batch(run_id, metrics=series[start:start + MAX_BATCH], synchronous=True)
-    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()], synchronous=True)
+    send_batch(client, run_id, metrics=series, tags=tags)
     with open(output_dir / "lr_find.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["update", "lr", "loss", "smoothed_loss"])
@@ -212,18 +204,3 @@ def _hidden(cfg: DictConfig) -> str:
 
 def _optimizer_name(cfg: DictConfig) -> str:
     return str(cfg.optimizer._target_).rsplit(".", 1)[-1]
-
-
-def _log_params(client, run_id: str, params: dict[str, str]) -> None:
-    from mlflow.entities import Param
-
-    items = [Param(k, v) for k, v in params.items()]
-    for start in range(0, len(items), 100):
-        client.log_batch(run_id, params=items[start:start + 100], synchronous=True)
-
-
-def _end_quietly(client, run_id: str, status: str) -> None:
-    try:
-        client.set_terminated(run_id, status)
-    except Exception:  # noqa: BLE001
-        print(f"warning: could not mark run {run_id} {status}", file=sys.stderr)

@@ -203,19 +203,14 @@ def _run_claimed(cfg: DictConfig, *, overrides, parent_run_id, experiment_id, ex
         outcome.tags.update(tags)
     except KeyboardInterrupt:
         _params_if_unsent(client, run_id, params, sent)
-        _end_quietly(client, run_id, "KILLED")
+        end_quietly(client, run_id, "KILLED")
         from experiments.signals import note_killed
 
         note_killed(run_id)  # a launcher's job process exits here, so its pool stops
         raise
     except BaseException as err:
-        (output_dir / "traceback.txt").write_text(traceback.format_exc())
         _params_if_unsent(client, run_id, params, sent)
-        try:
-            client.log_artifact(run_id, str(output_dir / "traceback.txt"))
-        except Exception:  # noqa: BLE001 - the store itself may be what failed
-            pass
-        _end_quietly(client, run_id, "FAILED")
+        record_failure(client, run_id, output_dir)
         if not isinstance(err, Exception):
             raise
         outcome = JobOutcome(run_id, "FAILED", output_dir=output_dir,
@@ -235,11 +230,22 @@ def _run_claimed(cfg: DictConfig, *, overrides, parent_run_id, experiment_id, ex
 
 
 
-def _end_quietly(client, run_id: str, status: str) -> None:
+def end_quietly(client, run_id: str, status: str) -> None:
     try:
         client.set_terminated(run_id, status)
     except Exception:  # noqa: BLE001
         print(f"warning: could not mark run {run_id} {status}", file=sys.stderr)
+
+
+def record_failure(client, run_id: str, output_dir: Path) -> None:
+    """The exception being handled: its traceback as `traceback.txt` in `output_dir` and on the
+    run, which then ends FAILED (quietly: the store itself may be what failed)."""
+    (output_dir / "traceback.txt").write_text(traceback.format_exc())
+    try:
+        client.log_artifact(run_id, str(output_dir / "traceback.txt"))
+    except Exception:  # noqa: BLE001 - the store itself may be what failed
+        pass
+    end_quietly(client, run_id, "FAILED")
 
 
 def _params_if_unsent(client, run_id: str | None, params: dict[str, str], sent: list) -> None:
