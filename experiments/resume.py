@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import tracking
-from experiments.config import dataset_options
 
 REUSED_TAG = "ann.reused_runs"
 IDS_PER_TAG = 200  # 200 ids x 33 characters stay below MLflow's 8000-character tag values
@@ -42,18 +41,6 @@ def data_key(task: DictConfig) -> DictConfig:
                              "trainer": {"dtype": str(task.trainer.dtype)}})
 
 
-def data_digest(key: DictConfig) -> str:
-    """The digest the job's run will log as `dataset_digest` (runner.prepare loads the same)."""
-    import numpy as np
-
-    from ann.data import load_dataset
-    from ann.training import make_rngs
-
-    data = load_dataset(key.dataset.name, rng=make_rngs(int(key.seed))["split"],
-                        dtype=np.dtype(key.trainer.dtype), **dataset_options(key))
-    return data.digest()
-
-
 def finished_runs(client, experiment_id: str) -> dict[str, list]:
     """FINISHED runs of the experiment that carry a config digest, by digest, newest first."""
     by_digest: dict[str, list] = {}
@@ -72,8 +59,9 @@ def finished_runs(client, experiment_id: str) -> dict[str, list]:
 
 
 def plan(client, experiment_id: str, jobs: list[list[str]], digests: list[str],
-         data_keys: list[DictConfig]) -> list[Decision]:
-    """One Decision per job (in job order)."""
+         data_keys: list[DictConfig], data_digest) -> list[Decision]:
+    """One Decision per job (in job order). `data_digest(data key)` is the digest the job's run
+    would log as `dataset_digest` (the sweep passes the runner's own data loading)."""
     commit, dirty = tracking.git_info()
     runs = finished_runs(client, experiment_id)
     data_digests: dict[str, str] = {}

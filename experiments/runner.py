@@ -64,14 +64,22 @@ def prepare(cfg: DictConfig):
     """Load the data and build the model and training objects (the config is valid)."""
     rngs = make_rngs(int(cfg.seed))
     dtype = np.dtype(cfg.trainer.dtype)
-    data = _load_data(cfg.dataset.name, int(cfg.seed), rngs["split"], dtype,
-                      dataset_options(cfg))
+    data = job_data(cfg, rngs["split"])
     model = build_model(cfg.model.kind, data.n_in, OmegaConf.to_container(cfg.model.hidden)
                         if OmegaConf.is_list(cfg.model.hidden) else cfg.model.hidden,
                         data.n_out, task=data.task, rng=rngs["init"], dtype=dtype,
                         **model_options(cfg), **_recurrent_extras(cfg, data))
     objects = build_training_objects(cfg)
     return data, model, objects, rngs
+
+
+def job_data(cfg: DictConfig, split_rng=None):
+    """The job's data: the config's dataset, split by the `split` stream of its seed (pass
+    make_rngs(seed)["split"], or None to draw it here). Reads only `dataset`, `seed` and
+    `trainer.dtype`, so resume.data_key's small config will do."""
+    rng = make_rngs(int(cfg.seed))["split"] if split_rng is None else split_rng
+    return _load_data(cfg.dataset.name, int(cfg.seed), rng, np.dtype(cfg.trainer.dtype),
+                      dataset_options(cfg))
 
 
 _DATA: dict[str, Any] = {}  # the last dataset this process loaded, by _load_data's key

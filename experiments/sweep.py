@@ -414,8 +414,10 @@ class MlflowSweepCallback(Callback):
                 specs: list[JobSpec]) -> dict[str, dict]:
         """resume=true: decide per job, say so per job, and return the reused ones as
         {job number: {"run_id", "overrides"}} (the sweep file hands them to the jobs)."""
+        from experiments.runner import job_data
+
         decisions = plan(client, experiment_id, jobs, [s.digest for s in specs],
-                         [s.data for s in specs])
+                         [s.data for s in specs], lambda key: job_data(key).digest())
         names = [k.lstrip("+~") for k in swept]
         n_reused = sum(d.run_id is not None for d in decisions)
         print(f"resume: {n_reused} of {len(jobs)} jobs reuse a FINISHED run, "
