@@ -458,8 +458,8 @@ def build_report(tracking_uri: str, parent_run_id: str, out_dir: Path | None = N
     client = _client(tracking_uri)
     parent = _get_run(client, parent_run_id)
     experiment = client.get_experiment(parent.info.experiment_id)
-    children = read_children(client, parent_run_id, parent.info.experiment_id,
-                             reused=reused_run_ids(parent.data.tags))
+    reused = reused_run_ids(parent.data.tags)  # resume=true: runs of earlier sweeps
+    children = read_children(client, parent_run_id, parent.info.experiment_id, reused=reused)
     if not children:
         raise ReportError(f"run {parent_run_id} has no child runs: not a sweep's parent run")
     out_dir = Path(out_dir) if out_dir else default_out_dir(experiment.name, parent_run_id)
@@ -476,9 +476,8 @@ def build_report(tracking_uri: str, parent_run_id: str, out_dir: Path | None = N
     rows = summarise(arms, quantity)
     best = best_arm(rows)
     title = f"{experiment.name}: {len(arms)} arms, {len(children)} runs"
-    n_reused = len(reused_run_ids(parent.data.tags))
-    if n_reused:  # resume=true: runs of earlier sweeps stand for some jobs
-        title += f" ({n_reused} reused)"
+    if reused:
+        title += f" ({len(reused)} reused)"
     short, notice = completeness(parent, children)
     if short:
         title += f"; {short}"
