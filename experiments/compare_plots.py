@@ -170,11 +170,6 @@ def curve_figures(arms: list[ArmCurves], out_dir: Path, *, title: str) -> list:
     return draws
 
 
-def write_figures(arms: list[ArmCurves], out_dir: Path, *, title: str) -> list[Path]:
-    """Draw every figure of curve_figures; returns the paths written."""
-    return [draw() for draw in curve_figures(arms, out_dir, title=title)]
-
-
 def plot_gradient_flows(profiles: dict[str, np.ndarray], path: Path, *, title: str) -> Path:
     """Each recurrent arm's ||dL/dh_t|| against t (log scale): where the error signal dies."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
