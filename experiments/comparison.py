@@ -26,6 +26,7 @@ import numpy as np
 from ann.diagnostics import QUANTITIES
 from experiments.compare_plots import (ArmCurves, curve_figures, plot_layer_diagnostics,
                                        plot_paired)
+from experiments.forked import draw_in_two
 from experiments.paired import (PAIRED_COLUMNS, SCORES, compare_with_best, csv_fields,
                                 markdown_lines, verdict_lines)
 from experiments.resume import reused_run_ids
@@ -511,65 +512,6 @@ def build_report(tracking_uri: str, parent_run_id: str, out_dir: Path | None = N
     _decision_boundaries(client, arms, out_dir, experiment.name)
     _log_to_parent(client, parent_run_id, out_dir, text, best, quantity)
     return out_dir
-
-
-def draw_in_two(first: list, second: list) -> None:
-    """Run the figure functions `first` here and `second` in a forked copy of this process at
-    the same time, when two cores are free to do so: the report's figures are most of the
-    serial tail of a sweep (comparison.png and the three curves_vs_*.png against
-    layer_diagnostics.png and paired.png, ~1.2 s each for 16 arms). The copy only draws into
-    files (it never touches the store: os._exit skips every exit hook); if it fails, its
-    figures are drawn here after all."""
-    import os
-
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    pid = None
-    if cores >= 2 and second and hasattr(os, "fork"):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        try:
-            pid = os.fork()
-        except OSError:
-            pid = None
-        if pid == 0:  # the copy
-            code = 1
-            try:
-                for draw in second:
-                    draw()
-                code = 0
-            finally:
-                os._exit(code)
-    for draw in first:
-        draw()
-    if pid is not None and _child_succeeded(pid, timeout=FORK_TIMEOUT):
-        return
-    for draw in second:
-        draw()
-
-
-FORK_TIMEOUT = 60.0  # seconds the figure copy may still take once this process is done
-
-
-def _child_succeeded(pid: int, timeout: float) -> bool:
-    """Wait for the forked copy; a copy that hangs (a lock some other thread held at the fork
-    stays held in the copy) is killed after `timeout` s and counts as failed."""
-    import os
-    import signal
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status) == 0
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return False
-        time.sleep(0.005)
 
 
 def overview(rows: list[dict], quantity: str, *, title: str, best: dict | None,

@@ -72,6 +72,12 @@ def _reused(kind: str, make):
     return fig, axes
 
 
+def made(*kinds: str) -> bool:
+    """Whether this process has made (and drawn) each kind of figure already: a forked copy
+    that draws one then reuses this process's figure instead of making its own (runner)."""
+    return all(kind in _KEPT for kind in kinds)
+
+
 def _save(fig, path: Path) -> Path:
     """The figure drawn once at DPI and written as an RGB PNG at zlib level 1 (what savefig
     writes is RGBA at level 6: the figure is opaque, so its alpha channel is all 255). Encoding

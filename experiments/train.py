@@ -69,9 +69,10 @@ def main(cfg: DictConfig) -> float | None:
         kwargs = dict(parent_run_id=sweep["parent_run_id"], experiment_id=sweep["experiment_id"],
                       tracking_uri=sweep["tracking_uri"],
                       arm_overrides=[o for o in overrides if o.split("=", 1)[0] in swept])
-    threads = blas_threads(cfg.trainer.get("blas_threads"), _parallel_jobs(hc))
+    parallel = _parallel_jobs(hc)
+    threads = blas_threads(cfg.trainer.get("blas_threads"), parallel)
     try:
-        outcome = run_job(cfg, overrides=overrides, threads=threads,
+        outcome = run_job(cfg, overrides=overrides, threads=threads, parallel_jobs=parallel,
                           output_dir=Path(hc.runtime.output_dir), **kwargs)
     except (ConfigError, StoreError) as err:
         if hc.mode != RunMode.MULTIRUN:
