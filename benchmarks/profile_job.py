@@ -116,12 +116,26 @@ def _wrap(label: str, fn):
     return timed
 
 
+GC_SECONDS: dict[int, float] = defaultdict(float)  # job index -> seconds in garbage collection
+_gc_start = [0.0]
+
+
+def _gc_timer(phase: str, info: dict) -> None:
+    if phase == "start":
+        _gc_start[0] = time.perf_counter()
+    else:
+        GC_SECONDS[_job_index[0]] += time.perf_counter() - _gc_start[0]
+
+
 def install() -> None:
     """Wrap every span's function (modules are imported here; a missing one is skipped).
     Hydra's plugin scan re-imports the launcher modules: it runs first."""
     from hydra.core.plugins import Plugins
 
     Plugins.instance()
+    import gc
+
+    gc.callbacks.append(_gc_timer)
     for label, module_name, attr in SPANS:
         if module_name is None:
             continue
@@ -160,6 +174,12 @@ def report(n_jobs: int, wall: float) -> None:
         mean_cpu = statistics.mean(cpu.get(i, 0.0) for i in warm) if warm else 0.0
         calls = len(TIMES[label]) / max(n_jobs, 1)
         print(f"{label:58s} {mean:8.4f} {mean / job_mean:6.1%} {mean_cpu:9.4f} {calls:9.1f}")
+    gc_mean = statistics.mean(GC_SECONDS.get(i, 0.0) for i in warm) if warm else 0.0
+    print(f"{'(garbage collection, within the spans above)':58s} {gc_mean:8.4f} "
+          f"{gc_mean / job_mean:6.1%}")
+    print(f"garbage collection before the second job (start-up, sweep start, first job): "
+          f"{GC_SECONDS.get(0, 0.0):.3f} s; after the last job (sweep end): "
+          f"{GC_SECONDS.get(n_jobs, 0.0):.3f} s")
     for label in ("sweep start (on_multirun_start)", "sweep end (on_multirun_end)",
                   "  build_report"):
         if TIMES.get(label):

@@ -26,6 +26,7 @@ import numpy as np
 from ann.diagnostics import QUANTITIES
 from experiments.compare_plots import (ArmCurves, curve_figures, plot_layer_diagnostics,
                                        plot_paired)
+from experiments import heap
 from experiments.forked import draw_in_two
 from experiments.paired import (PAIRED_COLUMNS, SCORES, compare_with_best, csv_fields,
                                 markdown_lines, verdict_lines)
@@ -456,6 +457,7 @@ def build_report(tracking_uri: str, parent_run_id: str, out_dir: Path | None = N
     a score the sweep has not (test_accuracy of a regression ...) or an unreachable store.
     Returns the local folder holding the report.
     """
+    heap.settle()  # a sweep's last work, or report.py's only one
     client = _client(tracking_uri)
     parent = _get_run(client, parent_run_id)
     experiment = client.get_experiment(parent.info.experiment_id)

@@ -15,6 +15,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from experiments import heap  # noqa: E402
+
+heap.quiet()  # before the imports (experiments/heap.py)
+
 from experiments.comparison import (ReportError, _client, _search_all,  # noqa: E402
                                     build_report)
 from experiments.paired import SCORES  # noqa: E402

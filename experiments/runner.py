@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from ann.data import load_dataset
 from ann.models import build_model
 from ann.training import evaluate, fit, make_rngs
-from experiments import forked, tracking
+from experiments import forked, heap, tracking
 from experiments.config import (build_training_objects, config_digest, dataset_options,
                                 job_params, model_options, validate)
 from experiments.record import (DIVERGED_MARK, arm_label, claim_folder, dataset_inputs,
@@ -145,6 +145,7 @@ def run_job(cfg: DictConfig, *, overrides: list[str], parent_run_id: str | None 
                                 spare_core=forked.spare_cores() >= max(1, parallel_jobs))
     finally:
         claim.close()
+        heap.settle("first job")  # what a job imports (MLflow, matplotlib) and the figures it keeps
 
 
 def blas_threads(requested: int | None, parallel_jobs: int = 1) -> int:

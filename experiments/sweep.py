@@ -21,7 +21,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from experiments import signals, tracking
+from experiments import heap, signals, tracking
 from experiments.config import (MAX_PARAM_LENGTH, ConfigError, config_digest, describe,
                                 job_params, validate)
 from experiments.record import claim_folder, run_label, source_tags, ui_hint
@@ -170,12 +170,14 @@ def warm_worker(tracking_uri: str) -> int:
     import os
 
     signals.install_worker()
+    heap.quiet()
     import experiments.mlflow_model  # noqa: F401 - mlflow.pyfunc, for the logged model
     import experiments.runner  # noqa: F401 - ann, the harness
     from experiments import plots
     from mlflow.tracking import MlflowClient  # noqa: F401
 
     plots.warm_up()  # fonts, and each kind of figure this process reuses for its jobs
+    heap.settle()
 
     if tracking_uri.startswith("sqlite:"):
         import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - the store a job builds
@@ -339,6 +341,7 @@ class MlflowSweepCallback(Callback):
         self.tracking_uri: str | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        heap.settle()  # Hydra and the harness are imported: the compositions below walk less
         warmup = WorkerWarmup()
         try:
             found = enumerate_jobs(config)
@@ -406,6 +409,7 @@ class MlflowSweepCallback(Callback):
         if not _jobs_run_here(config):  # else the thread would slow the jobs' epochs down
             threading.Thread(target=warm_report, name="ann-report-warmup", daemon=True).start()
         warmup.join()
+        heap.settle()  # MLflow and its store are loaded, the jobs' configs composed
         print(f"MLflow: sweep parent run {self.parent_run_id} in experiment "
               f"'{config.mlflow.experiment_name}' ({len(jobs) or '?'} jobs)", file=sys.stderr)
 

@@ -13,12 +13,16 @@ import os
 import sys
 from pathlib import Path
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from omegaconf import DictConfig
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from experiments import heap  # noqa: E402
+
+heap.quiet()  # before the imports: rarer young collections (experiments/heap.py)
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
 from experiments import signals  # noqa: E402
 from experiments.config import ConfigError, expand_seeds  # noqa: E402

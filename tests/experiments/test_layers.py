@@ -15,7 +15,7 @@ LAYERS = {
     3: {"runner", "comparison"},
     2: {"record", "resume"},
     1: {"unsent", "mlflow_model", "entry", "compare_plots", "plots"},
-    0: {"tracking", "config", "figure_kit", "forked", "paired", "boundary", "signals",
+    0: {"tracking", "config", "figure_kit", "forked", "heap", "paired", "boundary", "signals",
         "pyfunc_model", "serving", "lr_find_plot", "__init__"},
 }
 RANK = {module: rank for rank, modules in LAYERS.items() for module in modules}
