@@ -118,8 +118,8 @@ def plot_panel(ax, arms: list[ArmCurves], x_key: str, y_key: str, *, log: bool =
         plain_log_axis(ax, "x")
     if limits is not None and all(np.isfinite(limits)) and limits[1] > limits[0]:
         ax.set_ylim(*limits)
-    if x_key != "wall_seconds":
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if x_key != "wall_seconds":  # ~6 ticks, as in the per-run figures (each tick is ~1 ms)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
     ax.set_xlabel(X_AXES[x_key])
     ax.set_ylabel(y_key)
     ax.grid(True, alpha=0.3)

@@ -8,7 +8,9 @@ given in inches (`inches_layout`) and log axes are labelled with plain numbers
 """
 from __future__ import annotations
 
-from matplotlib.ticker import LogFormatter
+import math
+
+from matplotlib.ticker import LogFormatter, LogLocator
 
 # Width of one character of a 10 pt legend label in inches (DejaVu Sans averages ~0.55 em);
 # legends placed beside the axes get this much room per character of their longest label.
@@ -16,17 +18,31 @@ LEGEND_CHAR_INCHES = 0.075
 
 
 class PlainLogFormatter(LogFormatter):
-    """The labels LogFormatter chooses on a log axis (every decade; the minor ticks too when
-    the axis spans few decades), written as plain numbers: 0.06, 0.2, 1e-05."""
+    """The labels LogFormatter chooses on a log axis (every decade; when the axis spans at most
+    `minor_thresholds[0]` decades, minor ticks too), written as plain numbers: 0.06, 0.2,
+    1e-05. With the minor ticks of plain_log_axis (2 and 5 per decade) both are labelled where
+    LogFormatter labels any minor tick (its own choice, 2, 3, 4 and 6, would leave 5 bare)."""
 
     def __call__(self, x, pos=None) -> str:
-        return f"{x:g}" if super().__call__(x, pos) else ""
+        if super().__call__(x, pos):
+            return f"{x:g}"
+        if not self.labelOnlyBase and x > 0 and self.axis is not None:
+            low, high = sorted(self.axis.get_view_interval())
+            decades = math.log10(high / low) if low > 0 else math.inf
+            mantissa = x / 10.0 ** math.floor(math.log10(x) + 1e-9)
+            if decades <= self.minor_thresholds[0] and abs(mantissa - 5.0) < 1e-6:
+                return f"{x:g}"
+        return ""
 
 
 def plain_log_axis(ax, axis: str = "y") -> None:
-    """A log axis labelled by PlainLogFormatter (majors and the minors it keeps)."""
+    """A log axis labelled by PlainLogFormatter (majors and the minors it keeps), with minor
+    ticks at 2 and 5 times each power of ten: matplotlib's default puts 8 per decade and labels
+    4 of them, and ticks and their labels are most of the time a report's layer figure takes
+    (16 arms: 1.28 s -> 1.00 s)."""
     getattr(ax, f"set_{axis}scale")("log")
     target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
     target.set_major_formatter(PlainLogFormatter())
     target.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.4)))
 
