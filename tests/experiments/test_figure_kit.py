@@ -20,7 +20,7 @@ def _labels(low: float, high: float) -> tuple[dict[float, str], dict[float, str]
 
     def inside(ticks):
         return {round(float(t.get_loc()), 12): t.label1.get_text() for t in ticks
-                if low <= t.get_loc() <= high}
+                if low * (1 - 1e-9) <= t.get_loc() <= high * (1 + 1e-9)}
 
     return inside(ax.yaxis.get_major_ticks()), inside(ax.yaxis.get_minor_ticks())
 
