@@ -8,8 +8,11 @@ one worker, so every job after the first runs in a warm process, as in a worker)
 temporary SQLite store, with timers wrapped around the functions each job calls (nothing in
 the harness changes). Prints, per span, the mean seconds per job over the jobs after the first
 (inclusive times: a span contains those indented below it), the share of the job, and the
-serial start and tail of the sweep. `--cprofile FILE` also writes a cProfile of the whole
-sweep (slower: matplotlib's many small calls are inflated).
+serial start and tail of the sweep, and the seconds spent in garbage collection (gc.callbacks)
+per job, before the second job and after the last. A span run by a forked copy
+(forked.draw_in_two: a job's layer figure) is not timed; the wait for it is. `--cprofile FILE`
+also writes a cProfile of the whole sweep (slower: matplotlib's many small calls are
+inflated).
 """
 from __future__ import annotations
 
