@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from ann.diagnostics import QUANTITIES
+from experiments import heap
 from experiments.compare_plots import (ArmCurves, curve_figures, plot_layer_diagnostics,
                                        plot_paired)
-from experiments import heap
 from experiments.forked import draw_in_two
 from experiments.paired import (PAIRED_COLUMNS, SCORES, compare_with_best, csv_fields,
                                 markdown_lines, verdict_lines)

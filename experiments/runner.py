@@ -371,10 +371,11 @@ def _train_and_log(cfg, client, run_id, data, model, objects, rngs, output_dir, 
         log_model(client, run_id, model, data, cfg, output_dir, experiment_id=experiment_id)
 
     # With a core to spare (the job runs alone) and once this process has made each figure
-    # (a copy then reuses it instead of making its own), a forked copy draws the larger figure
-    # (layers 0.15 s of CPU for the default MLP) while this process sends the record (~0.13 s)
-    # and draws the learning curves (0.09 s): two even halves, as measured by
-    # benchmarks/profile_job.py (a copy draws ~1.3x slower than this process would).
+    # (a copy then reuses it instead of making its own), a forked copy draws the last figure
+    # (the layers', 0.15 s of CPU for the default MLP; else the learning curves) while this
+    # process sends the record (~0.13 s) and draws the others (the learning curves, 0.09 s):
+    # two even halves, as measured by benchmarks/profile_job.py (a copy draws ~1.3x slower
+    # than this process would). The run ends FINISHED once both are done, as before.
     draws = list(figures.values())
     kinds = [name.removesuffix(".png") for name in figures]
     forked.draw_in_two([send, *draws[:-1]], draws[-1:], fork=spare_core and plots.made(*kinds))
