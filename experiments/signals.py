@@ -139,7 +139,30 @@ def finish() -> int:
         notes = [f"run {', '.join(_state.killed_runs)} KILLED"]
     print(f"interrupted ({signal_name(signum)}): " + ("; ".join(notes) or "no MLflow run was open"),
           file=sys.stderr, flush=True)
-    return exit_code(signum)
+    code = exit_code(signum)
+    threading.Thread(target=_exit_anyway, args=(code, EXIT_GRACE), name="ann-exit-guard",
+                     daemon=True).start()
+    return code
+
+
+EXIT_GRACE = 30.0  # s an interrupted process may take to exit once its runs are ended
+
+
+def _exit_anyway(code: int, grace: float) -> None:
+    """End the process `grace` s after finish() if it is still there. Interpreter shutdown
+    joins every non-daemon thread first, and one can be left waiting forever: seen once in 16
+    Ctrl-C's of a sweep, MLflow's artifact download pool had started a worker when the
+    KeyboardInterrupt arrived, before concurrent.futures registered it to be told to stop, and
+    the process hung in threading._shutdown. The runs are already ended here (the cleanups
+    above); only the exit is forced."""
+    time.sleep(grace)
+    try:
+        sys.stderr.write(f"warning: exit forced {grace:g} s after the interrupt (a thread "
+                         "would not stop)\n")
+        sys.stderr.flush()
+        sys.stdout.flush()
+    finally:
+        os._exit(code)
 
 
 # ---------------------------------------------------------------- job processes

@@ -166,3 +166,25 @@ def test_workers_end_their_runs_when_the_launching_process_is_killed(tracking_ur
         for pid in workers:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("leaked_thread", [False, True])
+def test_an_interrupted_process_exits_even_when_a_thread_would_not_stop(leaked_thread):
+    """After finish() the process exits with the interrupt's code: at once normally, and after
+    EXIT_GRACE when a non-daemon thread (as a library pool's worker left unregistered by the
+    KeyboardInterrupt) would hold interpreter shutdown forever."""
+    code = (
+        "import sys, threading, time\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from experiments import signals\n"
+        "signals.EXIT_GRACE = 1.0\n"
+        + ("threading.Thread(target=time.sleep, args=(600,)).start()\n" if leaked_thread else "")
+        + "sys.exit(signals.finish())\n")
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    seconds = time.monotonic() - started
+    assert proc.returncode == 130, proc.stderr
+    assert "interrupted (SIGINT)" in proc.stderr
+    assert ("exit forced" in proc.stderr) is leaked_thread, proc.stderr
+    assert seconds < (20 if leaked_thread else 10)
