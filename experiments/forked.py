@@ -31,17 +31,18 @@ def draw_in_two(first: list, second: list, *, fork: bool = True) -> None:
     same time, when a second core is free (`fork` False, or one core: all of them here, in
     order). Returns once both are done; a copy that fails, or has not finished FORK_TIMEOUT s
     after `first` did (a lock another thread held at the fork stays held in the copy), is
-    killed and `second` is run here. When `first` raises (Ctrl-C included), the copy is killed
-    before the exception goes on."""
+    killed and `second` is run here. When `first` raises, or an exception (Ctrl-C) arrives
+    while waiting for the copy, the copy is killed and reaped before the exception goes on."""
     pid = _fork(second) if fork and second and spare_cores() else None
     try:
         for call in first:
             call()
-    except BaseException:
+        copied = pid is not None and _child_succeeded(pid, timeout=FORK_TIMEOUT)
+    except BaseException:  # Ctrl-C here or while waiting: the copy goes too, reaped
         if pid is not None:
             _kill(pid)
         raise
-    if pid is not None and _child_succeeded(pid, timeout=FORK_TIMEOUT):
+    if copied:
         return
     for draw in second:
         draw()

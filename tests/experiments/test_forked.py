@@ -133,3 +133,28 @@ def test_a_job_with_a_spare_core_has_the_same_figures_drawn_in_a_copy(tracking_u
             local = client.download_artifacts(outcome.run_id, figure, str(tmp_path / "dl" / name))
             drawn[name] = open(local, "rb").read()
         assert drawn["forked"] == drawn["alone"] == drawn["first"], figure
+
+
+@two_cores
+def test_the_copy_is_killed_and_reaped_when_ctrl_c_comes_while_waiting_for_it(tmp_path):
+    """An interrupt in the wait (this process's part is done, the copy still draws)."""
+    pid_file = tmp_path / "copy.pid"
+
+    def slow_figure():
+        pid_file.write_text(str(os.getpid()))
+        time.sleep(30)
+
+    def interrupt_soon(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt_soon)
+    signal.setitimer(signal.ITIMER_REAL, 1.0)  # this process's part takes no time: we wait
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            forked.draw_in_two([lambda: None], [slow_figure])
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):  # killed and reaped: not even a zombie
+        os.kill(pid, 0)
