@@ -188,3 +188,39 @@ def test_an_interrupted_process_exits_even_when_a_thread_would_not_stop(leaked_t
     assert "interrupted (SIGINT)" in proc.stderr
     assert ("exit forced" in proc.stderr) is leaked_thread, proc.stderr
     assert seconds < (20 if leaked_thread else 10)
+
+
+def test_finish_writes_after_a_write_interrupted_before_its_commit(tmp_path):
+    """Ctrl-C between a store write and its commit: the connection, held by the frames the
+    interrupt unwound, keeps SQLite's write lock. finish() lets those frames go before its
+    cleanups write, so the cleanup's write goes through instead of 'database is locked'."""
+    db = tmp_path / "store.db"
+    code = (
+        "import sqlite3, sys\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from experiments import signals\n"
+        "signals.EXIT_GRACE = 30.0\n"
+        f"db = {str(db)!r}\n"
+        "setup = sqlite3.connect(db); setup.execute('create table runs (status)');"
+        " setup.commit(); setup.close()\n"
+        "def write_interrupted():\n"
+        "    con = sqlite3.connect(db, timeout=0.2)\n"
+        "    con.execute(\"insert into runs values ('RUNNING')\")  # write lock held\n"
+        "    raise KeyboardInterrupt  # before con.commit()\n"
+        "def end_runs():\n"
+        "    other = sqlite3.connect(db, timeout=1.0)\n"
+        "    other.execute(\"insert into runs values ('KILLED')\"); other.commit()\n"
+        "    return 'runs ended'\n"
+        "signals.at_interrupt(end_runs)\n"
+        "try:\n"
+        "    write_interrupted()\n"
+        "except KeyboardInterrupt:\n"
+        "    sys.exit(signals.finish())\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 130, proc.stderr
+    assert "interrupted (SIGINT): runs ended" in proc.stderr, proc.stderr
+    import sqlite3
+
+    with sqlite3.connect(db) as con:  # the interrupted write rolled back, the cleanup's kept
+        assert [r[0] for r in con.execute("select status from runs")] == ["KILLED"]
