@@ -150,7 +150,7 @@ def _release_interrupted_frames() -> None:
     """Let go of what the frames the interrupt unwound still hold. The exception being handled
     keeps them, and their locals, alive: a store connection caught between a write and its
     commit keeps its SQLite write lock, so the cleanups' writes would wait MLflow's busy
-    timeout (20 s) and fail, leaving runs RUNNING (seen once in 28 Ctrl-C's of a sweep: 20.3 s,
+    timeout (20 s) and fail, leaving runs RUNNING (seen once in ~40 Ctrl-C's of a sweep: 20.3 s,
     one run RUNNING). Clearing the frames (and collecting) closes such a connection, which
     rolls its transaction back, before anything is written."""
     import gc
@@ -171,7 +171,7 @@ EXIT_GRACE = 30.0  # s an interrupted process may take to exit once its runs are
 
 def _exit_anyway(code: int, grace: float) -> None:
     """End the process `grace` s after finish() if it is still there. Interpreter shutdown
-    joins every non-daemon thread first, and one can be left waiting forever: seen once in 16
+    joins every non-daemon thread first, and one can be left waiting forever: seen once in ~40
     Ctrl-C's of a sweep, MLflow's artifact download pool had started a worker when the
     KeyboardInterrupt arrived, before concurrent.futures registered it to be told to stop, and
     the process hung in threading._shutdown. The runs are already ended here (the cleanups
